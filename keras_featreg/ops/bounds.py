@@ -1,0 +1,52 @@
+"""Lower and upper bounds of s_mu for L2-normalized rows."""
+
+import math
+
+import tensorflow as tf
+
+
+def svmax_bounds(batch_size, dim):
+    """Bounds `(lower, upper)` of s_mu for a batch of unit-norm rows.
+
+    With k = min(b, d):
+
+    ```python
+    lower = sqrt(b) / k      # rank 1: every row the same (collapse)
+    upper = sqrt(b / k)      # singular values all equal (uniform spread)
+    ```
+
+    For b >= d this is the paper's Eq. 2-3 (L = sqrt(b)/d and
+    U = sqrt(b d / max(b, d)) sqrt(b) / d = sqrt(b / d)); for b < d it is
+    appendix B.2 (L = 1/sqrt(b), U = 1). The authors' code uses the b >= d
+    form and asserts b > d; with b < d that form is wrong because the mean
+    runs over min(b, d) singular values.
+
+    Args:
+        batch_size: Positive int b (or a scalar integer tensor).
+        dim: Positive int d, the embedding dimension (or a tensor).
+
+    Returns:
+        `(lower, upper)` as Python floats when both arguments are Python
+        ints, as float32 scalar tensors otherwise. lower == upper when
+        k == 1 (b = 1 or d = 1).
+
+    Example:
+
+    >>> keras_featreg.ops.svmax_bounds(144, 128)
+    (0.09375, 1.0606601717798212)
+
+    Reference:
+    - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Eq. 2-3, B.2.
+    """
+    if isinstance(batch_size, int) and isinstance(dim, int):
+        for name, value in (("batch_size", batch_size), ("dim", dim)):
+            if isinstance(value, bool) or value < 1:
+                raise ValueError(
+                    f"`{name}` must be a positive integer. "
+                    f"Received: {name}={value!r}"
+                )
+        k = min(batch_size, dim)
+        return math.sqrt(batch_size) / k, math.sqrt(batch_size / k)
+    b = tf.cast(batch_size, tf.float32)
+    k = tf.minimum(b, tf.cast(dim, tf.float32))
+    return tf.sqrt(b) / k, tf.sqrt(b / k)
