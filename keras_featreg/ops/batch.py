@@ -4,7 +4,7 @@ import tensorflow as tf
 
 
 def compute_dtype(dtype: tf.DType) -> tf.DType:
-    """float64 stays float64; float16, bfloat16 and float32 compute in float32."""
+    """float64 stays float64; half precision and float32 compute in float32."""
     return tf.float64 if dtype == tf.float64 else tf.float32
 
 

@@ -101,12 +101,8 @@ def _singular_value_sum(x: tf.Tensor):
 
     def float64_routes():
         values, vectors = _spectrum(tf.cast(scaled, tf.float64))
-        kept = (
-            values
-            > _NOISE_FLOAT64
-            * tf.cast(tf.size(values), tf.float64)
-            * (values[-1])
-        )
+        size = tf.cast(tf.size(values), tf.float64)
+        kept = values > _NOISE_FLOAT64 * size * values[-1]
         smallest_kept = tf.reduce_min(tf.where(kept, values, values[-1]))
         accurate = smallest_kept >= RCOND_FLOAT64_GRAM * values[-1]
 
