@@ -1,1 +1,4 @@
-"""keras_featreg.regularizers."""
+"""keras_featreg.regularizers: batch-statistic embedding regularizers."""
+
+from keras_featreg.regularizers.svmax import SVMaxRegularizer
+from keras_featreg.regularizers.vicreg import VICRegRegularizer

@@ -1,0 +1,150 @@
+"""SVMax: spreads an embedding batch by maximizing its mean singular value."""
+
+import keras
+import tensorflow as tf
+
+from keras_featreg.ops import as_matrix
+from keras_featreg.ops import mean_singular_value
+from keras_featreg.ops import svmax_bounds
+from keras_featreg.utils.validation import check_bool
+from keras_featreg.utils.validation import check_non_negative
+
+
+def l2_normalize_rows(x: tf.Tensor) -> tf.Tensor:
+    """L2-normalizes the rows of a 2-D float matrix; zero rows stay zero.
+
+    Each row is first divided by its largest absolute entry (a constant for
+    the gradient: normalization is scale invariant), so huge rows do not
+    overflow and tiny rows still reach unit norm. The norm of the rescaled
+    row is then >= 1 unless the row is zero, so `max(norm^2, 1)` leaves
+    every non-zero row exact and keeps zero rows at zero with a finite
+    gradient.
+    """
+    scale = tf.stop_gradient(tf.reduce_max(tf.abs(x), axis=1, keepdims=True))
+    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+    scaled = x / scale
+    squared_norm = tf.reduce_sum(tf.square(scaled), axis=1, keepdims=True)
+    return scaled * tf.math.rsqrt(tf.maximum(squared_norm, 1.0))
+
+
+def batch_size_of(x) -> tf.Tensor:
+    """The dynamic batch size of `x` as a float32 scalar."""
+    return tf.cast(tf.shape(x)[0], tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="keras_featreg")
+class SVMaxRegularizer(keras.regularizers.Regularizer):
+    """Spreads embeddings by maximizing their mean singular value s_mu.
+
+    SVMax is a batch statistic: it looks at the embedding batch as a whole
+    (a b x d matrix) and rewards a large mean singular value, i.e. an
+    embedding that uses all its dimensions. With the rows L2-normalized,
+    s_mu lies in [L, U] (`keras_featreg.ops.svmax_bounds(b, d)`, with
+    k = min(b, d): L = sqrt(b) / k for a collapsed, rank-1 batch and
+    U = sqrt(b / k) for a uniform spread).
+
+    ```python
+    s_mu = mean(singular_values(l2_normalize(x, axis=-1)))  # normalize=True
+    L, U = svmax_bounds(batch_size, dim)                    # of this batch
+    penalty = factor * exp((U - s_mu) / (U - L))            # bounded=True
+    penalty = -factor * s_mu                                # bounded=False
+    ```
+
+    The bounded form (paper Eq. 4) lies in [factor, e * factor] for unit
+    rows whatever b and d are, which makes `factor` easy to tune; the
+    bounds are those of the actual (dynamic) batch, so a smaller last batch
+    is handled. When U == L (b = 1 or d = 1: one singular value, s_mu is
+    fixed) the exponent is defined as 0 and the penalty is the constant
+    `factor`, with zero gradient. The unbounded form (Eq. 1) is the one the
+    paper uses on un-normalized embeddings (GAN, self-supervised).
+    Rank > 2 inputs are flattened over all but the batch axis.
+
+    What a direct call returns. `penalty(x)` returns the formula above.
+    Keras >= 3.14 divides an `activity_regularizer`'s value by the batch
+    size before `add_loss`; a batch statistic must not be rescaled, so
+    `regularizer(x)` (`__call__`) returns `penalty(x) * batch_size`, and
+    what lands in `model.losses` on the `activity_regularizer=` path is
+    exactly the formula. `keras_featreg.layers.EmbeddingRegularization`
+    adds `penalty(x)` directly, so both paths give the same loss. Use it on
+    activations (embeddings), not as a `kernel_regularizer`: Keras does not
+    divide weight penalties, so there it would be scaled by the kernel's
+    first dimension.
+
+    Computed in float32 (float64 for float64 input; float16/bfloat16 are
+    cast to float32) and returned as float32, the loss dtype, also under
+    mixed precision. Collapsed, all-zero (zero rows stay zero when
+    normalizing) and b < d batches give finite values and gradients.
+
+    Args:
+        factor: Float, non-negative weight of the penalty (the paper's
+            lambda). Defaults to `1.0`.
+        bounded: Bool, whether to use the bounded, exponential form (Eq. 4)
+            instead of `-factor * s_mu` (Eq. 1). Defaults to `True`.
+        normalize: Bool, whether to L2-normalize the rows first, as the
+            bounds assume. Defaults to `True`.
+
+    Example:
+
+    >>> regularizer = keras_featreg.regularizers.SVMaxRegularizer(factor=0.1)
+    >>> layer = keras.layers.Dense(64, activity_regularizer=regularizer)
+    >>> x = keras.random.normal((32, 8))
+    >>> penalty = regularizer.penalty(layer(x))  # == sum(layer.losses)
+
+    Reference:
+    - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Eq. 1-4.
+    """
+
+    def __init__(
+        self, factor: float = 1.0, bounded: bool = True, normalize: bool = True
+    ) -> None:
+        self.factor = check_non_negative("factor", factor)
+        self.bounded = check_bool("bounded", bounded)
+        self.normalize = check_bool("normalize", normalize)
+
+    def stats(self, x) -> dict:
+        """The penalty and s_mu of one batch, from one decomposition.
+
+        Args:
+            x: Float tensor `(batch_size, ...)`, the embedding batch.
+
+        Returns:
+            Dict of float32 scalars: `"penalty"` (the formula, not scaled
+            by the batch size) and `"mean_singular_value"` (s_mu of the
+            normalized batch when `normalize=True`).
+        """
+        x = as_matrix(x, "x")
+        if self.normalize:
+            x = l2_normalize_rows(x)
+        s_mu = mean_singular_value(x)
+        if self.bounded:
+            lower, upper = svmax_bounds(tf.shape(x)[0], tf.shape(x)[1])
+            lower = tf.cast(lower, s_mu.dtype)
+            upper = tf.cast(upper, s_mu.dtype)
+            spread = upper - lower
+            has_range = spread > 0
+            safe_spread = tf.where(has_range, spread, tf.ones_like(spread))
+            exponent = tf.where(
+                has_range, (upper - s_mu) / safe_spread, tf.zeros_like(s_mu)
+            )
+            penalty = self.factor * tf.exp(exponent)
+        else:
+            penalty = -self.factor * s_mu
+        return {
+            "penalty": tf.cast(penalty, tf.float32),
+            "mean_singular_value": tf.cast(s_mu, tf.float32),
+        }
+
+    def penalty(self, x) -> tf.Tensor:
+        """The documented formula on batch `x`: a float32 scalar."""
+        return self.stats(x)["penalty"]
+
+    def __call__(self, x) -> tf.Tensor:
+        # Keras divides an activity penalty by the batch size: undo it.
+        return self.penalty(x) * batch_size_of(x)
+
+    def get_config(self) -> dict:
+        return {
+            "factor": self.factor,
+            "bounded": self.bounded,
+            "normalize": self.normalize,
+        }
