@@ -1,1 +1,5 @@
 """keras_featreg.layers."""
+
+from keras_featreg.layers.embedding_regularization import (
+    EmbeddingRegularization,
+)
