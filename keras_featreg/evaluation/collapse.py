@@ -3,9 +3,9 @@
 import tensorflow as tf
 
 from keras_featreg.ops import as_matrix
+from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
 from keras_featreg.ops import svmax_bounds
-from keras_featreg.regularizers.svmax import l2_normalize_rows
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_positive
 
@@ -80,7 +80,7 @@ def embedding_collapse_report(
     normalize = check_bool("normalize", normalize)
     x = as_matrix(embeddings, "embeddings")
     if normalize:
-        x = l2_normalize_rows(x)
+        x = l2_normalize(x)
     num_samples, dim = (int(n) for n in x.shape)
     s_mu = float(mean_singular_value(x))
     lower, upper = svmax_bounds(num_samples, dim)

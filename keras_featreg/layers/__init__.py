@@ -3,3 +3,4 @@
 from keras_featreg.layers.embedding_regularization import (
     EmbeddingRegularization,
 )
+from keras_featreg.losses.proxy_anchor import ProxyAnchor

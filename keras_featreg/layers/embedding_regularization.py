@@ -4,9 +4,9 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.ops import as_matrix
+from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
 from keras_featreg.regularizers.svmax import SVMaxRegularizer
-from keras_featreg.regularizers.svmax import l2_normalize_rows
 from keras_featreg.utils.validation import check_choice
 
 
@@ -142,7 +142,7 @@ class EmbeddingRegularization(keras.layers.Layer):
         if training:
             if s_mu is None:
                 s_mu = mean_singular_value(
-                    l2_normalize_rows(tf.stop_gradient(features))
+                    l2_normalize(tf.stop_gradient(features))
                 )
             self.last_penalty.assign(loss)
             self.last_mean_singular_value.assign(tf.cast(s_mu, tf.float32))

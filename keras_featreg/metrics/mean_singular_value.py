@@ -4,8 +4,8 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.ops import as_matrix
+from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
-from keras_featreg.regularizers.svmax import l2_normalize_rows
 from keras_featreg.utils.validation import check_bool
 
 
@@ -60,7 +60,7 @@ class MeanSingularValue(keras.metrics.Metric):
         del y_true, sample_weight  # a batch statistic: labels do not apply
         x = as_matrix(y_pred, "y_pred")
         if self.normalize:
-            x = l2_normalize_rows(x)
+            x = l2_normalize(x)
         s_mu = tf.stop_gradient(mean_singular_value(x))
         self.total.assign_add(tf.cast(s_mu, self.dtype))
         self.count.assign_add(tf.cast(1, self.dtype))

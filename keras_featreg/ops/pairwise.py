@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.ops.batch import as_matrix
+from keras_featreg.ops.normalize import l2_normalize
 
 _FLOAT_MANTISSA_BITS = {
     tf.float16: 11,
@@ -203,21 +204,6 @@ def pairwise_distances(x, y=None, squared: bool = False) -> tf.Tensor:
     if squared:
         return sq * tf.square(scale)
     return safe_sqrt(sq) * scale
-
-
-def l2_normalize(x, epsilon: float = 1e-12) -> tf.Tensor:
-    """Rows of `x` divided by `max(||x_i||, epsilon)` (as `F.normalize`).
-
-    The norm is computed on `x / max|x_i|`, so huge rows do not overflow;
-    all-zero rows stay zero with a finite gradient.
-    """
-    x = tf.convert_to_tensor(x)
-    scale = tf.stop_gradient(tf.reduce_max(tf.abs(x), axis=1, keepdims=True))
-    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
-    norm = scale * safe_sqrt(
-        tf.reduce_sum(tf.square(x / scale), axis=1, keepdims=True)
-    )
-    return x / tf.maximum(norm, tf.cast(epsilon, x.dtype))
 
 
 def pairwise_similarities(x, y=None, normalize: bool = False) -> tf.Tensor:

@@ -4,27 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.ops import as_matrix
+from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
 from keras_featreg.ops import svmax_bounds
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
-
-
-def l2_normalize_rows(x: tf.Tensor) -> tf.Tensor:
-    """L2-normalizes the rows of a 2-D float matrix; zero rows stay zero.
-
-    Each row is first divided by its largest absolute entry (a constant for
-    the gradient: normalization is scale invariant), so huge rows do not
-    overflow and tiny rows still reach unit norm. The norm of the rescaled
-    row is then >= 1 unless the row is zero, so `max(norm^2, 1)` leaves
-    every non-zero row exact and keeps zero rows at zero with a finite
-    gradient.
-    """
-    scale = tf.stop_gradient(tf.reduce_max(tf.abs(x), axis=1, keepdims=True))
-    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
-    scaled = x / scale
-    squared_norm = tf.reduce_sum(tf.square(scaled), axis=1, keepdims=True)
-    return scaled * tf.math.rsqrt(tf.maximum(squared_norm, 1.0))
 
 
 def batch_size_of(x) -> tf.Tensor:
@@ -114,7 +98,7 @@ class SVMaxRegularizer(keras.regularizers.Regularizer):
         """
         x = as_matrix(x, "x")
         if self.normalize:
-            x = l2_normalize_rows(x)
+            x = l2_normalize(x)
         s_mu = mean_singular_value(x)
         if self.bounded:
             lower, upper = svmax_bounds(tf.shape(x)[0], tf.shape(x)[1])

@@ -10,11 +10,11 @@ from keras_featreg import losses
 from tests.losses.common import fit_smoke
 
 
-def numpy_cosine(u, v, epsilon=1e-12):
-    """u.v / (|u| |v|), norms floored at epsilon as in `F.normalize`."""
+def numpy_cosine(u, v):
+    """u.v / (|u| |v|) at any scale; 0 when either vector is zero."""
     u, v = np.float64(u), np.float64(v)
-    norms = max(np.linalg.norm(u), epsilon) * max(np.linalg.norm(v), epsilon)
-    return float(u @ v / norms)
+    norms = np.linalg.norm(u) * np.linalg.norm(v)
+    return float(u @ v / norms) if norms > 0 else 0.0
 
 
 def numpy_proxy_anchor(labels, x, proxies, margin=0.1, alpha=32.0):
