@@ -15,6 +15,7 @@ from keras_featreg.losses.angular import AngularLoss
 from keras_featreg.losses.angular import angular_loss
 from keras_featreg.losses.contrastive import ContrastiveLoss
 from keras_featreg.losses.contrastive import contrastive_loss
+from keras_featreg.losses.invariance_svmax import InvarianceSVMaxLoss
 from keras_featreg.losses.lifted_structure import LiftedStructureLoss
 from keras_featreg.losses.lifted_structure import lifted_structure_loss
 from keras_featreg.losses.n_pair import NPairLoss
@@ -29,3 +30,4 @@ from keras_featreg.losses.spread_out import SpreadOutRegularizer
 from keras_featreg.losses.spread_out import spread_out_loss
 from keras_featreg.losses.triplet import TripletLoss
 from keras_featreg.losses.triplet import triplet_loss
+from keras_featreg.losses.vicreg import VICRegLoss

@@ -1,0 +1,115 @@
+"""Invariance plus SVMax: SVMax as the anti-collapse term of a two-view loss."""
+
+import keras
+import tensorflow as tf
+
+from keras_featreg.losses.vicreg import _two_views
+from keras_featreg.ops import l2_normalize
+from keras_featreg.regularizers.svmax import SVMaxRegularizer
+from keras_featreg.utils.validation import check_bool
+from keras_featreg.utils.validation import check_non_negative
+
+
+@keras.saving.register_keras_serializable(package="keras_featreg")
+class InvarianceSVMaxLoss(keras.losses.Loss):
+    """Pulls two views together; SVMax keeps the batch from collapsing.
+
+    The SVMax paper's self-supervised recipe (appendix B.3, Eq. 19) in a
+    two-view form: an invariance term that alone has the trivial solution
+    (every input mapped to one point) plus SVMax as a generic prior against
+    it, instead of a problem-specific repulsion term. Called as
+    `loss(z_a, z_b)`:
+
+    ```python
+    z = l2_normalize(z)                        # normalize=True
+    invariance[i] = sum_j (z_a[i, j] - z_b[i, j]) ** 2
+    svmax = (P(z_a) + P(z_b)) / 2              # P = SVMaxRegularizer.penalty
+    loss[i] = invariance_weight * invariance[i] + svmax
+    ```
+
+    With `normalize=True` (default) the invariance is the squared distance
+    of unit vectors (in [0, 4]) and the bounded SVMax penalty
+    `factor * exp((U - s_mu) / (U - L))` lies in [factor, e * factor], so
+    the two terms have known ranges; with `normalize=False, bounded=False`
+    it is Eq. 19 literally (`- factor * s_mu` on raw embeddings).
+
+    Args:
+        invariance_weight: Float >= 0. Defaults to `1.0`.
+        factor: Float >= 0, SVMax's lambda. Defaults to `1.0`.
+        bounded: Bool, bounded (Eq. 4) or unbounded (Eq. 1) SVMax.
+            Defaults to `True`.
+        normalize: Bool, L2-normalize the embeddings first. Defaults to
+            `True`.
+        name: String, the loss name. Defaults to `"invariance_svmax_loss"`.
+        **kwargs: `reduction`, `dtype`, passed to `keras.losses.Loss`.
+
+    Example:
+
+    >>> loss = keras_featreg.losses.InvarianceSVMaxLoss(factor=1.0)
+    >>> value = loss(keras.random.normal((32, 16), seed=1),
+    ...              keras.random.normal((32, 16), seed=2))
+
+    Reference:
+    - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), App. B.3.
+    """
+
+    def __init__(
+        self,
+        invariance_weight: float = 1.0,
+        factor: float = 1.0,
+        bounded: bool = True,
+        normalize: bool = True,
+        name: str = "invariance_svmax_loss",
+        **kwargs,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        self.invariance_weight = check_non_negative(
+            "invariance_weight", invariance_weight
+        )
+        self.factor = check_non_negative("factor", factor)
+        self.bounded = check_bool("bounded", bounded)
+        self.normalize = check_bool("normalize", normalize)
+        # Normalization happens here, once, for both terms.
+        self._svmax = SVMaxRegularizer(
+            factor=self.factor, bounded=self.bounded, normalize=False
+        )
+
+    def _prepare(self, z_a, z_b):
+        z_a, z_b = _two_views(z_a, z_b)
+        if self.normalize:
+            z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
+        return z_a, z_b
+
+    term_names = ("invariance", "svmax_mean_singular_value")
+
+    def terms(self, z_a, z_b) -> dict:
+        """Unweighted terms: invariance and the mean s_mu of the views."""
+        z_a, z_b = self._prepare(z_a, z_b)
+        s_a = self._svmax.stats(z_a)["mean_singular_value"]
+        s_b = self._svmax.stats(z_b)["mean_singular_value"]
+        return {
+            "invariance": tf.reduce_mean(
+                tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
+            ),
+            "svmax_mean_singular_value": (s_a + s_b) / 2.0,
+        }
+
+    def call(self, y_true, y_pred):
+        z_a, z_b = self._prepare(y_true, y_pred)
+        invariance = tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
+        penalty = (self._svmax.penalty(z_a) + self._svmax.penalty(z_b)) / 2.0
+        return self.invariance_weight * invariance + tf.cast(
+            penalty, invariance.dtype
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "invariance_weight": self.invariance_weight,
+                "factor": self.factor,
+                "bounded": self.bounded,
+                "normalize": self.normalize,
+            }
+        )
+        return config

@@ -1,0 +1,261 @@
+"""A two-view self-supervised model: encoder + projector, any two-view loss."""
+
+import keras
+import tensorflow as tf
+
+from keras_featreg.ops import l2_normalize
+from keras_featreg.ops import mean_singular_value
+from keras_featreg.utils.validation import check_bool
+
+
+def num_replicas_in_sync() -> int:
+    """Replicas of the current tf.distribute strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+@keras.saving.register_keras_serializable(package="keras_featreg")
+class TwoViewModel(keras.Model):
+    """Trains `projector(encoder(x))` with a two-view loss on view pairs.
+
+    The joint-embedding recipe of VICReg (and of SVMax's self-supervised
+    experiment): both views of an image go through the same encoder and
+    projector, and `loss(z_a, z_b)` (e.g. `keras_featreg.losses.VICRegLoss`
+    or `InvarianceSVMaxLoss`, or any `keras.losses.Loss` taking the two
+    embeddings as `(y_true, y_pred)`) is minimized. The loss is a parameter:
+    the model hard-codes no algorithm.
+
+    ```python
+    z_a = projector(encoder(view_a)); z_b = projector(encoder(view_b))
+    loss = loss_fn(z_a, z_b) + sum(regularization losses of the parts)
+    ```
+
+    Data: `fit` takes batches of view pairs `(view_a, view_b)` (e.g. from
+    `keras_featreg.data.two_view_dataset`, augmented in parallel on the
+    CPU), or, with an `augmenter` (a Keras layer of random preprocessing
+    layers), batches of images `x` (or `(x, labels)`; labels are ignored)
+    from which the model makes two views by calling the augmenter twice in
+    training mode. `evaluate` does the same (with the augmenter in training
+    mode too, since identical views would make the loss trivial).
+
+    Metrics, in the progress bar and `History`: `loss`; the loss's own
+    unweighted terms when it has a `terms(z_a, z_b)` method (VICReg:
+    `invariance`, `variance`, `covariance`); `mean_singular_value` (s_mu of
+    the L2-normalized first-view embeddings) and `embedding_std` (their
+    mean per-dimension standard deviation), the two numbers that show a
+    collapse. The extra terms are computed on stopped gradients; set
+    `track_terms=False` to skip them.
+
+    Mixed precision: the embeddings are cast to float32 before the loss.
+    Under tf.distribute the per-sample loss is divided by the number of
+    replicas (Keras sums the replicas' gradients), and so are the parts'
+    regularization losses.
+
+    Compile with an optimizer only (e.g. `keras_featreg.optimizers.LARS`);
+    the loss is given at construction. `export_encoder(path)` writes the
+    encoder, the part used downstream, as a SavedModel for serving.
+
+    Args:
+        encoder: Keras model/layer mapping inputs to `(batch, features)`
+            representations (pool conv features inside it).
+        projector: Keras model/layer mapping representations to embeddings
+            (`keras_featreg.layers.build_projector`).
+        loss: A `keras.losses.Loss` (instance, name or config) called as
+            `loss(z_a, z_b)`.
+        augmenter: Optional Keras layer making a random view of a batch.
+            Defaults to `None` (the data must be view pairs).
+        track_terms: Bool, report the loss terms, s_mu and the std.
+            Defaults to `True`.
+        **kwargs: passed to `keras.Model` (`name`, ...).
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.layers.Flatten(),
+    ...                             keras.layers.Dense(64)])
+    >>> model = keras_featreg.models.TwoViewModel(
+    ...     encoder, keras_featreg.layers.build_projector((128, 128)),
+    ...     loss=keras_featreg.losses.VICRegLoss())
+    >>> model.compile(optimizer="adam")
+    >>> model.fit(two_view_dataset, epochs=10)
+
+    Reference:
+    - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906).
+    """
+
+    def __init__(
+        self,
+        encoder,
+        projector,
+        loss,
+        augmenter=None,
+        track_terms: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not callable(encoder):
+            raise TypeError(
+                f"`encoder` must be a Keras layer or model. Received: "
+                f"encoder={encoder!r}"
+            )
+        if not callable(projector):
+            raise TypeError(
+                f"`projector` must be a Keras layer or model. Received: "
+                f"projector={projector!r}"
+            )
+        if augmenter is not None and not callable(augmenter):
+            raise TypeError(
+                f"`augmenter` must be a Keras layer or None. Received: "
+                f"augmenter={augmenter!r}"
+            )
+        self.encoder = encoder
+        self.projector = projector
+        self.augmenter = augmenter
+        self.loss_fn = keras.losses.get(loss)  # `compile()` owns `self.loss`
+        if not callable(self.loss_fn):
+            raise TypeError(
+                f"`loss` must be a keras.losses.Loss. Received: loss={loss!r}"
+            )
+        self.track_terms = check_bool("track_terms", track_terms)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.term_trackers = {}
+        if self.track_terms:
+            names = list(getattr(self.loss_fn, "term_names", ()))
+            names += ["mean_singular_value", "embedding_std"]
+            self.term_trackers = {
+                name: keras.metrics.Mean(name=name) for name in names
+            }
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.term_trackers.values()]
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        if loss is not None:
+            raise ValueError(
+                "TwoViewModel takes its loss at construction "
+                "(`TwoViewModel(encoder, projector, loss=...)`); compile it "
+                f"with an optimizer only. Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips models with a custom `compile()`; ours only forbids a
+        # loss, so the saved optimizer (and its state) can be restored.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def call(self, inputs, training=False):
+        # One top-level call for both views keeps both views' penalties.
+        if isinstance(inputs, (tuple, list)):
+            return tuple(self._embed(view, training) for view in inputs)
+        return self._embed(inputs, training)
+
+    def _embed(self, inputs, training):
+        features = self.encoder(inputs, training=training)
+        if len(features.shape) != 2:
+            raise ValueError(
+                "The encoder must return (batch_size, features); pool or "
+                "flatten conv features inside it. Received: "
+                f"encoder output shape={tuple(features.shape)}"
+            )
+        return self.projector(features, training=training)
+
+    def _views(self, data):
+        while isinstance(data, (tuple, list)) and len(data) == 1:
+            data = data[0]
+        if self.augmenter is not None:
+            images = data[0] if isinstance(data, (tuple, list)) else data
+            view_a = self.augmenter(images, training=True)
+            view_b = self.augmenter(images, training=True)
+            return view_a, view_b
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(
+                "TwoViewModel needs batches of view pairs (view_a, view_b), "
+                "or an `augmenter` to make them from single images. "
+                f"Received: data of type {type(data).__name__}"
+            )
+        view_a, view_b = data
+        shape_a, shape_b = tuple(view_a.shape), tuple(view_b.shape)
+        if len(shape_a) != len(shape_b) or any(
+            a is not None and b is not None and a != b
+            for a, b in zip(shape_a, shape_b, strict=True)
+        ):
+            raise ValueError(
+                "The two views must have the same shape and batch size. "
+                f"Received: view_a.shape={shape_a}, view_b.shape={shape_b}"
+            )
+        return view_a, view_b
+
+    def _two_view_loss(self, data, training):
+        view_a, view_b = self._views(data)
+        z_a, z_b = self((view_a, view_b), training=training)
+        # Read before any cross-replica op (replicas share `self.losses`).
+        penalty = tf.add_n(self.losses) if self.losses else 0.0
+        z_a = tf.cast(z_a, "float32")
+        z_b = tf.cast(z_b, "float32")
+        loss = self.loss_fn(z_a, z_b)  # per-sample Loss: Keras divides by R
+        total = loss + tf.cast(penalty, "float32") / num_replicas_in_sync()
+        return total, z_a, z_b
+
+    def _track(self, loss, z_a, z_b):
+        self.loss_tracker.update_state(loss * num_replicas_in_sync())
+        if self.track_terms:
+            z_a = tf.stop_gradient(z_a)
+            z_b = tf.stop_gradient(z_b)
+            values = {}
+            if hasattr(self.loss_fn, "terms"):
+                values.update(self.loss_fn.terms(z_a, z_b))
+            values["mean_singular_value"] = mean_singular_value(
+                l2_normalize(z_a)
+            )
+            values["embedding_std"] = tf.reduce_mean(
+                tf.math.reduce_std(z_a, axis=0)
+            )
+            for name, tracker in self.term_trackers.items():
+                if name in values:
+                    tracker.update_state(values[name])
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, z_a, z_b = self._two_view_loss(data, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        # Under tf.distribute, Keras sums the gradients over replicas here.
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._track(loss, z_a, z_b)
+
+    def test_step(self, data):
+        loss, z_a, z_b = self._two_view_loss(data, training=False)
+        return self._track(loss, z_a, z_b)
+
+    def export_encoder(self, filepath: str, **kwargs) -> None:
+        """Exports the encoder as a SavedModel (`encoder.export`)."""
+        self.encoder.export(filepath, **kwargs)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        serialize = keras.saving.serialize_keras_object
+        config.update(
+            {
+                "encoder": serialize(self.encoder),
+                "projector": serialize(self.projector),
+                "loss": serialize(self.loss_fn),
+                "augmenter": (
+                    None
+                    if self.augmenter is None
+                    else serialize(self.augmenter)
+                ),
+                "track_terms": self.track_terms,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        deserialize = keras.saving.deserialize_keras_object
+        for key in ("encoder", "projector", "loss", "augmenter"):
+            if config.get(key) is not None:
+                config[key] = deserialize(config[key])
+        return cls(**config)
