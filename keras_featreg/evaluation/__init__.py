@@ -1,1 +1,12 @@
-"""keras_featreg.evaluation."""
+"""keras_featreg.evaluation: whole-test-set evaluation (NumPy, bounded memory).
+
+Retrieval (Recall@k), clustering (k-means + NMI) and collapse diagnostics,
+computed on a whole embedding set after training.
+"""
+
+from keras_featreg.evaluation.clustering import kmeans
+from keras_featreg.evaluation.clustering import nmi
+from keras_featreg.evaluation.clustering import normalized_mutual_information
+from keras_featreg.evaluation.collapse import embedding_collapse_report
+from keras_featreg.evaluation.retrieval import nearest_neighbors
+from keras_featreg.evaluation.retrieval import recall_at_k
