@@ -1,5 +1,7 @@
 """Learning-rate schedules of the papers' training recipes."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -78,4 +80,104 @@ class ConstantThenPolynomialDecay(
             "hold_fraction": self.hold_fraction,
             "end_learning_rate": self.end_learning_rate,
             "power": self.power,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_featreg")
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then cosine decay (VICReg's `adjust_learning_rate`).
+
+    ```python
+    peak = base_learning_rate * batch_size / reference_batch_size
+    lr(t) = peak * t / warmup_steps                      t < warmup_steps
+    q = 0.5 * (1 + cos(pi * (t - warmup) / (total - warmup)))
+    lr(t) = peak * q + end_factor * peak * (1 - q)       otherwise
+    ```
+
+    The learning rate starts at 0, reaches `peak` at `warmup_steps` and
+    `end_factor * peak` at `total_steps`, where it stays (VICReg never goes
+    past `total_steps`; here the progress is clipped at 1). VICReg uses
+    `base_learning_rate=0.2`, batch size 2048, 10 warm-up epochs and
+    `end_factor=0.001`, with LARS (`main_vicreg.py`).
+
+    Args:
+        base_learning_rate: Float > 0, the rate per `reference_batch_size`
+            examples.
+        batch_size: Int >= 1, the global batch size.
+        total_steps: Int >= 1, the step at which the decay ends.
+        warmup_steps: Int in `[0, total_steps)`, the warm-up length.
+        end_factor: Float in `[0, 1]`, the final rate as a share of `peak`.
+            Defaults to `0.001`.
+        reference_batch_size: Int >= 1, the batch size of
+            `base_learning_rate`. Defaults to `256`.
+
+    Example:
+
+    >>> schedule = WarmupCosineDecay(
+    ...     0.2, batch_size=2048, total_steps=62_500, warmup_steps=6_250)
+    >>> optimizer = keras_featreg.optimizers.LARS(schedule)
+
+    Reference:
+    - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906)
+    - [Loshchilov & Hutter, 2017](https://arxiv.org/abs/1608.03983)
+    """
+
+    def __init__(
+        self,
+        base_learning_rate: float,
+        batch_size: int,
+        total_steps: int,
+        warmup_steps: int,
+        end_factor: float = 0.001,
+        reference_batch_size: int = 256,
+    ) -> None:
+        self.base_learning_rate = check_positive(
+            "base_learning_rate", base_learning_rate
+        )
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        if self.warmup_steps >= self.total_steps:
+            raise ValueError(
+                f"`warmup_steps` must be < total_steps={self.total_steps}. "
+                f"Received: warmup_steps={self.warmup_steps}"
+            )
+        self.end_factor = check_float(
+            "end_factor", end_factor, minimum=0.0, maximum=1.0
+        )
+        self.reference_batch_size = check_int(
+            "reference_batch_size", reference_batch_size, minimum=1
+        )
+
+    @property
+    def peak_learning_rate(self) -> float:
+        """`base_learning_rate * batch_size / reference_batch_size`."""
+        return (
+            self.base_learning_rate
+            * self.batch_size
+            / self.reference_batch_size
+        )
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak = self.peak_learning_rate
+        warmup = float(self.warmup_steps)
+        warm = peak * step / max(warmup, 1.0)
+        progress = ops.clip(
+            (step - warmup) / float(self.total_steps - self.warmup_steps),
+            0.0,
+            1.0,
+        )
+        q = 0.5 * (1.0 + ops.cos(math.pi * progress))
+        decayed = peak * q + self.end_factor * peak * (1.0 - q)
+        return ops.where(step < warmup, warm, decayed)
+
+    def get_config(self) -> dict:
+        return {
+            "base_learning_rate": self.base_learning_rate,
+            "batch_size": self.batch_size,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "end_factor": self.end_factor,
+            "reference_batch_size": self.reference_batch_size,
         }

@@ -1,0 +1,3 @@
+"""keras_featreg.optimizers."""
+
+from keras_featreg.optimizers.lars import LARS
