@@ -8,6 +8,7 @@ from keras_featreg import losses
 from keras_featreg import metrics
 from keras_featreg import models
 from keras_featreg import ops
+from keras_featreg import optimizers
 from keras_featreg import regularizers
 from keras_featreg import schedules
 from keras_featreg.version import __version__

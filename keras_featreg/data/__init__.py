@@ -5,6 +5,8 @@ P x K class-balanced batches (`PKSampler`, `pk_dataset`) and the SVMax
 paper's retrieval benchmarks through tensorflow-datasets.
 """
 
+from keras_featreg.data.augmentations import two_view_dataset
+from keras_featreg.data.augmentations import vicreg_augmenter
 from keras_featreg.data.image_preprocessing import normalize_image
 from keras_featreg.data.image_preprocessing import retrieval_preprocess
 from keras_featreg.data.offline import load_digits
