@@ -1,6 +1,7 @@
 """Lower and upper bounds of s_mu for L2-normalized rows."""
 
 import math
+import numbers
 
 import tensorflow as tf
 
@@ -25,10 +26,14 @@ def svmax_bounds(batch_size, dim):
         batch_size: Positive int b (or a scalar integer tensor).
         dim: Positive int d, the embedding dimension (or a tensor).
 
+    Raises:
+        TypeError: an argument is a bool, a float, a string or None.
+        ValueError: an integer argument is < 1.
+
     Returns:
-        `(lower, upper)` as Python floats when both arguments are Python
-        ints, as float32 scalar tensors otherwise. lower == upper when
-        k == 1 (b = 1 or d = 1).
+        `(lower, upper)` as Python floats when both arguments are integers
+        (Python or NumPy), as float32 scalar tensors otherwise.
+        lower == upper when k == 1 (b = 1 or d = 1).
 
     Example:
 
@@ -38,13 +43,30 @@ def svmax_bounds(batch_size, dim):
     Reference:
     - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Eq. 2-3, B.2.
     """
-    if isinstance(batch_size, int) and isinstance(dim, int):
-        for name, value in (("batch_size", batch_size), ("dim", dim)):
-            if isinstance(value, bool) or value < 1:
+    python_ints = True
+    for name, value in (("batch_size", batch_size), ("dim", dim)):
+        if (
+            value is None
+            or isinstance(value, (bool, str, bytes))
+            or (
+                isinstance(value, numbers.Real)
+                and not isinstance(value, numbers.Integral)
+            )
+        ):
+            raise TypeError(
+                f"`{name}` must be a positive integer or an integer tensor. "
+                f"Received: {name}={value!r}"
+            )
+        if isinstance(value, numbers.Integral):
+            if value < 1:
                 raise ValueError(
                     f"`{name}` must be a positive integer. "
                     f"Received: {name}={value!r}"
                 )
+        else:
+            python_ints = False
+    if python_ints:
+        batch_size, dim = int(batch_size), int(dim)
         k = min(batch_size, dim)
         return math.sqrt(batch_size) / k, math.sqrt(batch_size / k)
     b = tf.cast(batch_size, tf.float32)

@@ -25,7 +25,11 @@ memory. When b < d we use
     ||offdiag(Z^T Z)||^2 = ||Z Z^T||_F^2 - sum_j (Z^T Z)_jj^2,
 
 which needs only the b x b Gram, with a hand-written gradient
-4 (Z Z^T Z - Z * diag(Z^T Z)) that reuses it.
+4 (Z Z^T Z - Z * diag(Z^T Z)) that reuses it. When b >= d the d x d matrix
+is the smaller one; its diagonal is zeroed before squaring (no cancellation)
+and the gradient 4 Z offdiag(Z^T Z) is hand-written too (one matmul instead
+of autodiff's two). `vicreg_loss` validates and centers each view once and
+skips terms whose weight is 0.
 """
 
 import tensorflow as tf
@@ -58,24 +62,68 @@ def _offdiag_sum_of_squares_gram(zc: tf.Tensor):
     return value, grad
 
 
-def _offdiag_sum_of_squares_dxd(zc: tf.Tensor) -> tf.Tensor:
+@tf.custom_gradient
+def _offdiag_sum_of_squares_dxd(zc: tf.Tensor):
     """||offdiag(zc^T zc)||^2 through the d x d matrix (for b >= d)."""
     cross = tf.matmul(zc, zc, transpose_a=True)
-    column_sq = tf.reduce_sum(tf.square(zc), axis=0)
-    return tf.reduce_sum(tf.square(cross)) - tf.reduce_sum(tf.square(column_sq))
+    offdiag = tf.linalg.set_diag(cross, tf.zeros_like(cross[0]))
+    value = tf.reduce_sum(tf.square(offdiag))
+
+    def grad(upstream):
+        return (4.0 * upstream) * tf.matmul(zc, offdiag)
+
+    return value, grad
 
 
 def _offdiag_sum_of_squares(zc: tf.Tensor) -> tf.Tensor:
     batch_size, dim = zc.shape
-    if batch_size is not None:  # static: pick the route while tracing
+    if batch_size is not None and dim is not None:  # static: pick now
         if batch_size < dim:
             return _offdiag_sum_of_squares_gram(zc)
         return _offdiag_sum_of_squares_dxd(zc)
     return tf.cond(
-        tf.shape(zc)[0] < dim,
+        tf.shape(zc)[0] < tf.shape(zc)[1],
         lambda: _offdiag_sum_of_squares_gram(zc),
         lambda: _offdiag_sum_of_squares_dxd(zc),
     )
+
+
+def _views(z_a, z_b, min_batch_size: int):
+    """Validates two views; `z_b` is cast to `z_a`'s compute dtype."""
+    z_a = as_matrix(z_a, "z_a", min_batch_size=min_batch_size)
+    z_b = as_matrix(z_b, "z_b", min_batch_size=min_batch_size)
+    if (
+        z_a.shape != z_b.shape
+        and z_a.shape.is_fully_defined()
+        and (z_b.shape.is_fully_defined())
+    ):
+        raise ValueError(
+            "`z_a` and `z_b` must have the same shape. "
+            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
+        )
+    features = (z_a.shape[1], z_b.shape[1])
+    if None not in features and features[0] != features[1]:
+        raise ValueError(
+            "`z_a` and `z_b` must have the same number of features. "
+            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
+        )
+    return z_a, tf.cast(z_b, z_a.dtype)
+
+
+def _variance_term(zc, denominator, gamma, epsilon) -> tf.Tensor:
+    variance = tf.reduce_sum(tf.square(zc), axis=0) / denominator
+    std = tf.sqrt(variance + epsilon)
+    hinge = tf.nn.relu(gamma - std)
+    # TF's float32 reduction is off by ~2e-6 when the d values are equal
+    # (a collapsed batch); the d-vector is cheap to reduce in float64.
+    return tf.cast(tf.reduce_mean(tf.cast(hinge, tf.float64)), zc.dtype)
+
+
+def _covariance_term(zc, denominator) -> tf.Tensor:
+    dim = tf.cast(tf.shape(zc)[1], zc.dtype)
+    # Rounding can leave a tiny negative value from the Gram subtraction.
+    offdiag = tf.nn.relu(_offdiag_sum_of_squares(zc))
+    return offdiag / (tf.square(denominator) * dim)
 
 
 def vicreg_invariance(z_a, z_b) -> tf.Tensor:
@@ -101,23 +149,7 @@ def vicreg_invariance(z_a, z_b) -> tf.Tensor:
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 5.
     """
-    z_a = as_matrix(z_a, "z_a")
-    z_b = as_matrix(z_b, "z_b")
-    if (
-        z_a.shape != z_b.shape
-        and z_a.shape.is_fully_defined()
-        and (z_b.shape.is_fully_defined())
-    ):
-        raise ValueError(
-            "`z_a` and `z_b` must have the same shape. "
-            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-        )
-    if z_a.shape[1] != z_b.shape[1]:
-        raise ValueError(
-            "`z_a` and `z_b` must have the same number of features. "
-            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-        )
-    z_b = tf.cast(z_b, z_a.dtype)
+    z_a, z_b = _views(z_a, z_b, min_batch_size=1)
     return tf.reduce_mean(tf.square(z_a - z_b))
 
 
@@ -150,10 +182,7 @@ def vicreg_variance(z, gamma: float = 1.0, epsilon: float = 1e-4) -> tf.Tensor:
     gamma = check_positive("gamma", gamma)
     epsilon = check_positive("epsilon", epsilon)
     z = as_matrix(z, "z", min_batch_size=2)
-    zc = _center(z)
-    variance = tf.reduce_sum(tf.square(zc), axis=0) / _unbiased_denominator(z)
-    std = tf.sqrt(variance + epsilon)
-    return tf.reduce_mean(tf.nn.relu(gamma - std))
+    return _variance_term(_center(z), _unbiased_denominator(z), gamma, epsilon)
 
 
 def vicreg_covariance(z) -> tf.Tensor:
@@ -164,8 +193,8 @@ def vicreg_covariance(z) -> tf.Tensor:
     covariance = sum(offdiag(cov) ** 2) / d
     ```
 
-    Uses the b x b Gram (no d x d matrix) when b < d, with a hand-written
-    gradient.
+    Uses the b x b Gram (no d x d matrix) when b < d and the d x d matrix
+    otherwise, both with a hand-written gradient.
 
     Args:
         z: Float tensor `(batch_size, features)` with batch_size >= 2.
@@ -183,12 +212,7 @@ def vicreg_covariance(z) -> tf.Tensor:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 3-4.
     """
     z = as_matrix(z, "z", min_batch_size=2)
-    zc = _center(z)
-    dim = tf.cast(tf.shape(z)[1], z.dtype)
-    denominator = _unbiased_denominator(z)
-    # Rounding can leave a tiny negative value from the subtraction.
-    offdiag = tf.nn.relu(_offdiag_sum_of_squares(zc))
-    return offdiag / (tf.square(denominator) * dim)
+    return _covariance_term(_center(z), _unbiased_denominator(z))
 
 
 def vicreg_loss(
@@ -207,6 +231,9 @@ def vicreg_loss(
          + variance_weight * (variance(z_a) + variance(z_b)) / 2
          + covariance_weight * (covariance(z_a) + covariance(z_b))
     ```
+
+    Each view is validated and centered once; terms whose weight is 0 are
+    not computed.
 
     Args:
         z_a: Float tensor `(batch_size, features)`, first view's embeddings.
@@ -236,17 +263,28 @@ def vicreg_loss(
     covariance_weight = check_non_negative(
         "covariance_weight", covariance_weight
     )
-    invariance = vicreg_invariance(z_a, z_b)
-    variance = (
-        vicreg_variance(z_a, gamma, epsilon)
-        + vicreg_variance(z_b, gamma, epsilon)
-    ) / 2.0
-    covariance = vicreg_covariance(z_a) + vicreg_covariance(z_b)
-    return (
-        invariance_weight * invariance
-        + variance_weight * tf.cast(variance, invariance.dtype)
-        + covariance_weight * tf.cast(covariance, invariance.dtype)
-    )
+    gamma = check_positive("gamma", gamma)
+    epsilon = check_positive("epsilon", epsilon)
+    z_a, z_b = _views(z_a, z_b, min_batch_size=2)
+    # Zero, but still connected to both views (zero, not None, gradients).
+    loss = 0.0 * (tf.reduce_mean(z_a) + tf.reduce_mean(z_b))
+    if invariance_weight:
+        loss += invariance_weight * tf.reduce_mean(tf.square(z_a - z_b))
+    if variance_weight or covariance_weight:
+        denominator = _unbiased_denominator(z_a)
+        centered = (_center(z_a), _center(z_b))
+        if variance_weight:
+            loss += (variance_weight / 2.0) * tf.add_n(
+                [
+                    _variance_term(zc, denominator, gamma, epsilon)
+                    for zc in centered
+                ]
+            )
+        if covariance_weight:
+            loss += covariance_weight * tf.add_n(
+                [_covariance_term(zc, denominator) for zc in centered]
+            )
+    return loss
 
 
 def reference_vicreg_covariance(z) -> tf.Tensor:

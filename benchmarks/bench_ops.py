@@ -1,0 +1,496 @@
+"""Speed, memory and accuracy of keras_featreg.ops against the references.
+
+Pairs (ours vs the reference formulation the authors' code uses):
+
+- `mean_singular_value` vs `reference_mean_singular_value`
+  (`mean(tf.linalg.svd(x, compute_uv=False))`, whose gradient runs a second
+  SVD);
+- `vicreg_loss` vs `reference_vicreg_loss` (d x d covariance, autodiff);
+- `vicreg_covariance` vs `reference_vicreg_covariance` (the term alone).
+
+For every shape `(b, d)` and pair it reports:
+
+- forward+backward time (value and gradient with respect to the inputs,
+  both inside `tf.function`): after a warm-up call each (tracing) and the
+  memory call, ours and the reference are timed interleaved in this one
+  process, the order alternating between repeats; the table gives each
+  side's median and the median of the per-pair ratios reference / ours
+  (with their min and max);
+- peak memory of one warm call: after `gc.collect()` and `malloc_trim(0)`,
+  the kernel's peak RSS (VmHWM) is reset to the current RSS through
+  /proc/self/clear_refs; the figure is how far VmHWM rises above that RSS
+  during the call (everything the process touches: TF tensors, Eigen and
+  oneDNN workspaces, the outputs; not the one-off tracing);
+- relative error of the value, and of the gradient (Frobenius norm), against
+  a NumPy float64 re-derivation evaluated on the same float32 inputs, on a
+  random unit-row batch (the timed one) and on a nearly collapsed one (unit
+  rows of a shared row plus 1e-3 noise), with the time of that call (for the
+  random batch, the timed median; for the nearly collapsed one a single
+  call, after an untimed one when calls take under 1 s); for
+  `mean_singular_value` also the route that fired (see
+  `keras_featreg.ops.singular_values.ROUTES`).
+
+Usage:
+
+    python benchmarks/bench_ops.py                # full run
+    python benchmarks/bench_ops.py --quick        # two small shapes
+    python benchmarks/bench_ops.py --shapes 512x8192,1024x128 --repeats 5
+
+Writes `<out>.md`, `<out>.json`, `<out>_speed.csv` and `<out>_accuracy.csv`
+(`--out`, default `benchmarks/results/bench_ops`, `..._quick` for --quick).
+"""
+
+import argparse
+import csv
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_featreg import ops  # noqa: E402
+from keras_featreg.ops import singular_values  # noqa: E402
+
+SHAPES = (
+    (144, 128),
+    (512, 512),
+    (1024, 128),
+    (256, 2048),
+    (512, 8192),
+    (2048, 8192),
+)
+QUICK_SHAPES = ((144, 128), (1024, 128))
+PAIRS = ("mean_singular_value", "vicreg_loss", "vicreg_covariance")
+SIDES = ("ours", "reference")
+BATCHES = ("random", "nearly collapsed")
+FUNCTIONS = {
+    ("mean_singular_value", "ours"): ops.mean_singular_value,
+    ("mean_singular_value", "reference"): ops.reference_mean_singular_value,
+    ("vicreg_loss", "ours"): ops.vicreg_loss,
+    ("vicreg_loss", "reference"): ops.reference_vicreg_loss,
+    ("vicreg_covariance", "ours"): ops.vicreg_covariance,
+    ("vicreg_covariance", "reference"): ops.reference_vicreg_covariance,
+}
+TWO_VIEWS = {"vicreg_loss"}
+
+
+# ----------------------------------------------------------------- inputs
+
+
+def _unit_rows(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make_batches(batch_size, dim, seed=0):
+    """{"random": (z_a, z_b), "nearly collapsed": (z_a, z_b)}, float32.
+
+    Rows are L2-normalized. The nearly collapsed views share one row plus
+    independent 1e-3 noise.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (batch_size, dim)
+    base = rng.normal(size=(1, dim))
+    batches = {
+        "random": (
+            _unit_rows(rng.normal(size=shape)),
+            _unit_rows(rng.normal(size=shape)),
+        ),
+        "nearly collapsed": (
+            _unit_rows(base + 1e-3 * rng.normal(size=shape)),
+            _unit_rows(base + 1e-3 * rng.normal(size=shape)),
+        ),
+    }
+    return {
+        name: tuple(view.astype(np.float32) for view in views)
+        for name, views in batches.items()
+    }
+
+
+def make_step(pair, side, batch_size, dim):
+    """`tf.function(z_a, z_b) -> (value, gradients...)` for one side."""
+    function = FUNCTIONS[(pair, side)]
+    two_views = pair in TWO_VIEWS
+    spec = tf.TensorSpec((batch_size, dim), tf.float32)
+
+    @tf.function(input_signature=(spec, spec))
+    def step(z_a, z_b):
+        with tf.GradientTape() as tape:
+            tape.watch(z_a)
+            tape.watch(z_b)
+            value = function(z_a, z_b) if two_views else function(z_a)
+        sources = [z_a, z_b] if two_views else [z_a]
+        return (value, *tape.gradient(value, sources))
+
+    return step
+
+
+# ----------------------------------------------- NumPy float64 references
+
+
+def numpy_mean_singular_value(x):
+    """s_mu and its gradient U V^T / k, from a float64 SVD."""
+    left, singular, right = np.linalg.svd(x, full_matrices=False)
+    k = min(x.shape)
+    return singular.mean(), [left @ right / k]
+
+
+def _numpy_vicreg_view(z):
+    """Variance and covariance terms of one view and their gradients.
+
+    variance = mean(relu(1 - sqrt(var(z, unbiased) + 1e-4)))
+    covariance = sum(offdiag(zc^T zc / (n - 1)) ** 2) / d
+    """
+    n, d = z.shape
+    zc = z - z.mean(axis=0)
+    std = np.sqrt((zc**2).sum(axis=0) / (n - 1) + 1e-4)
+    variance = np.maximum(1.0 - std, 0.0).mean()
+    # d/dz of mean(relu(1 - std)); centering's Jacobian leaves zc unchanged.
+    variance_grad = -((1.0 - std) > 0).astype(float) / std * zc / ((n - 1) * d)
+    cov = zc.T @ zc / (n - 1)
+    np.fill_diagonal(cov, 0.0)
+    covariance = (cov**2).sum() / d
+    covariance_grad = 4.0 * (zc @ cov) / (d * (n - 1))
+    return variance, variance_grad, covariance, covariance_grad
+
+
+def numpy_vicreg_covariance(z):
+    _, _, covariance, covariance_grad = _numpy_vicreg_view(z)
+    return covariance, [covariance_grad]
+
+
+def numpy_vicreg_loss(z_a, z_b):
+    """25 * invariance + 25 * mean of variances + 1 * sum of covariances."""
+    n, d = z_a.shape
+    invariance = ((z_a - z_b) ** 2).mean()
+    invariance_grad = 2.0 * (z_a - z_b) / (n * d)
+    var_a, var_grad_a, cov_a, cov_grad_a = _numpy_vicreg_view(z_a)
+    var_b, var_grad_b, cov_b, cov_grad_b = _numpy_vicreg_view(z_b)
+    value = 25.0 * invariance + 25.0 * (var_a + var_b) / 2.0 + cov_a + cov_b
+    grad_a = 25.0 * invariance_grad + 12.5 * var_grad_a + cov_grad_a
+    grad_b = -25.0 * invariance_grad + 12.5 * var_grad_b + cov_grad_b
+    return value, [grad_a, grad_b]
+
+
+def numpy_reference(pair, z_a, z_b):
+    z_a = z_a.astype(np.float64)
+    z_b = z_b.astype(np.float64)
+    if pair == "mean_singular_value":
+        return numpy_mean_singular_value(z_a)
+    if pair == "vicreg_covariance":
+        return numpy_vicreg_covariance(z_a)
+    return numpy_vicreg_loss(z_a, z_b)
+
+
+def relative_errors(outputs, expected_value, expected_grads):
+    value = float(outputs[0])
+    value_error = abs(value - expected_value) / max(abs(expected_value), 1e-300)
+    grads = np.concatenate([np.ravel(g) for g in outputs[1:]])
+    expected = np.concatenate([np.ravel(g) for g in expected_grads])
+    norm = max(np.linalg.norm(expected), 1e-300)
+    return value_error, float(np.linalg.norm(grads - expected) / norm)
+
+
+# ----------------------------------------------------------------- timing
+
+
+def _call(step, inputs):
+    """(seconds, outputs as NumPy) of one call."""
+    start = time.perf_counter()
+    outputs = step(*inputs)
+    outputs[0].numpy()  # the call returns when done on CPU; be explicit
+    elapsed = time.perf_counter() - start
+    return elapsed, [t.numpy() for t in outputs]
+
+
+def time_pair(steps, inputs, repeats):
+    """Interleaved timing; the order alternates between repeats.
+
+    Returns the timing summary and each side's outputs of its last call.
+    """
+    times = {side: [] for side in SIDES}
+    outputs = {}
+    ratios = []
+    for repeat in range(repeats):
+        order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+        pair_times = {}
+        for side in order:
+            pair_times[side], outputs[side] = _call(steps[side], inputs)
+            times[side].append(pair_times[side])
+        ratios.append(pair_times["reference"] / pair_times["ours"])
+    summary = {
+        "repeats": repeats,
+        "ours_ms": 1e3 * statistics.median(times["ours"]),
+        "reference_ms": 1e3 * statistics.median(times["reference"]),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+    return summary, outputs
+
+
+# ----------------------------------------------------------------- memory
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def _status_kib(key):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def peak_memory_mib(step, inputs):
+    """Peak RSS increase during one call of a warm `step`, MiB.
+
+    Frees what can be freed (gc, `malloc_trim`), resets the kernel's peak
+    RSS (VmHWM) to the current RSS through /proc/self/clear_refs, runs one
+    call and reads how far VmHWM rose above the RSS before the call. NaN
+    where /proc/self/clear_refs is not writable.
+    """
+    gc.collect()
+    _LIBC.malloc_trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return float("nan")
+    before = _status_kib("VmRSS")
+    step(*inputs)[0].numpy()
+    return (_status_kib("VmHWM") - before) / 1024.0
+
+
+# ----------------------------------------------------------------- report
+
+
+def machine_description():
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def load_average():
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
+
+
+def _fmt_ms(value):
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _fmt_err(value):
+    return f"{value:.1e}"
+
+
+def markdown(report):
+    machine = report["machine"]
+    lines = [
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; "
+        f"TensorFlow {machine['tensorflow']}, NumPy {machine['numpy']}, "
+        f"Python {machine['python']}. Load average (1/5/15 min) at start "
+        f"{report['load_start']}, at end {report['load_end']}; "
+        f"wall time {report['wall_s']:.0f} s.",
+        "",
+        "Forward+backward time and peak memory (ours vs the reference "
+        "formulation), random unit-row batch:",
+        "",
+        "| op | b x d | n | ours ms | reference ms | speed-up (median "
+        "[min, max] of per-pair ratios) | ours MiB | reference MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["speed"]:
+        lines.append(
+            f"| {row['op']} | {row['b']}x{row['d']} | {row['repeats']} | "
+            f"{_fmt_ms(row['ours_ms'])} | {_fmt_ms(row['reference_ms'])} | "
+            f"{row['ratio']:.2f}x [{row['ratio_min']:.2f}, "
+            f"{row['ratio_max']:.2f}] | {row['ours_mib']:.1f} | "
+            f"{row['reference_mib']:.1f} |"
+        )
+    lines += [
+        "",
+        "Relative error against NumPy float64 (value; gradient in the "
+        "Frobenius norm) on float32 inputs, and the time of that call "
+        "(random: the timed median above; nearly collapsed: one call, "
+        "after an untimed one when a call takes under 1 s):",
+        "",
+        "| op | b x d | batch | route (ours) | ours value | reference value "
+        "| ours gradient | reference gradient | ours ms | reference ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["accuracy"]:
+        lines.append(
+            f"| {row['op']} | {row['b']}x{row['d']} | {row['batch']} | "
+            f"{row['route']} | {_fmt_err(row['ours_value'])} | "
+            f"{_fmt_err(row['reference_value'])} | "
+            f"{_fmt_err(row['ours_gradient'])} | "
+            f"{_fmt_err(row['reference_gradient'])} | "
+            f"{_fmt_ms(row['ours_ms'])} | {_fmt_ms(row['reference_ms'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def route_of(x):
+    matrix = ops.as_matrix(tf.constant(x))
+    route = int(singular_values._decompose(matrix)[-1])
+    return singular_values.ROUTES[route]
+
+
+def run(shapes, pairs, max_repeats, budget_s, memory):
+    start = time.time()
+    report = {
+        "machine": machine_description(),
+        "load_start": load_average(),
+        "speed": [],
+        "accuracy": [],
+    }
+    for batch_size, dim in shapes:
+        batches = make_batches(batch_size, dim)
+        for pair in pairs:
+            steps = {
+                side: make_step(pair, side, batch_size, dim) for side in SIDES
+            }
+            inputs = tuple(tf.constant(v) for v in batches["random"])
+            # Warm-up: tracing and the first run; it sizes the repeats.
+            warm = sum(_call(steps[side], inputs)[0] for side in SIDES)
+            row = {"op": pair, "b": batch_size, "d": dim}
+            for side in SIDES:  # also a second warm-up call
+                row[f"{side}_mib"] = (
+                    peak_memory_mib(steps[side], inputs)
+                    if memory
+                    else float("nan")
+                )
+            repeats = int(min(max_repeats, max(3, budget_s // warm)))
+            timing, last_outputs = time_pair(steps, inputs, repeats)
+            row.update(timing)
+            report["speed"].append(row)
+            print(json.dumps(row), flush=True)
+            for batch in BATCHES:
+                views = batches[batch]
+                expected_value, expected_grads = numpy_reference(pair, *views)
+                accuracy = {
+                    "op": pair,
+                    "b": batch_size,
+                    "d": dim,
+                    "batch": batch,
+                    "route": (
+                        route_of(views[0])
+                        if pair == "mean_singular_value"
+                        else ""
+                    ),
+                }
+                for side in SIDES:
+                    if batch == "random":  # the timed batch
+                        outputs = last_outputs[side]
+                        elapsed = 1e-3 * timing[f"{side}_ms"]
+                    else:
+                        tensors = tuple(tf.constant(v) for v in views)
+                        if timing[f"{side}_ms"] < 1e3:
+                            # First run of this batch's route: not timed.
+                            _call(steps[side], tensors)
+                        elapsed, outputs = _call(steps[side], tensors)
+                    value_error, grad_error = relative_errors(
+                        outputs, expected_value, expected_grads
+                    )
+                    accuracy[f"{side}_value"] = value_error
+                    accuracy[f"{side}_gradient"] = grad_error
+                    accuracy[f"{side}_ms"] = 1e3 * elapsed
+                report["accuracy"].append(accuracy)
+                print(json.dumps(accuracy), flush=True)
+    report["load_end"] = load_average()
+    report["wall_s"] = time.time() - start
+    return report
+
+
+def write(report, out):
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    text = markdown(report)
+    with open(out + ".md", "w") as file:
+        file.write(text)
+    with open(out + ".json", "w") as file:
+        json.dump(report, file, indent=1)
+    for key in ("speed", "accuracy"):
+        rows = report[key]
+        with open(f"{out}_{key}.csv", "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return text
+
+
+def _shape(text):
+    batch_size, dim = text.lower().split("x")
+    return int(batch_size), int(dim)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--shapes",
+        type=lambda s: [_shape(part) for part in s.split(",")],
+        help="comma-separated BxD list, e.g. 512x8192,1024x128",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=15,
+        help="timed pairs per row at most (default 15); rows whose pair "
+        "takes longer than --budget/repeats get fewer, at least 3",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=20.0,
+        help="seconds of timed pairs per row (default 20)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="shapes 144x128 and 1024x128, at most 5 repeats",
+    )
+    parser.add_argument(
+        "--ops", default=",".join(PAIRS), help="comma-separated subset"
+    )
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--out", help="output path prefix")
+    args = parser.parse_args(argv)
+    shapes = args.shapes or (QUICK_SHAPES if args.quick else SHAPES)
+    repeats = min(args.repeats, 5) if args.quick else args.repeats
+    pairs = [pair for pair in args.ops.split(",") if pair]
+    unknown = sorted(set(pairs) - set(PAIRS))
+    if unknown:
+        parser.error(f"unknown --ops {unknown}; choose from {PAIRS}")
+    default_out = "bench_ops_quick" if args.quick else "bench_ops"
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", default_out
+    )
+    report = run(
+        shapes,
+        pairs,
+        repeats,
+        args.budget,
+        memory=not args.no_memory,
+    )
+    print(write(report, out))
+
+
+if __name__ == "__main__":
+    main()

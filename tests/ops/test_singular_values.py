@@ -1,0 +1,303 @@
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+from keras.src import testing
+
+from keras_featreg import ops
+from keras_featreg.ops import singular_values
+from tests.ops.common import degenerate_batches
+from tests.ops.common import numerical_gradient
+from tests.ops.common import numpy_mean_singular_value
+from tests.ops.common import numpy_mean_singular_value_gradient
+from tests.ops.common import relative_error
+from tests.ops.common import value_and_gradients
+
+# b > d, b = d, b < d, far from square both ways (float32 Gram route),
+# b = 1 and d = 1.
+SHAPES = ((6, 4), (4, 4), (3, 6), (24, 4), (4, 24), (1, 5), (5, 1))
+KINDS = (
+    "random",
+    "collapsed",
+    "nearly_collapsed",
+    "rank_1",
+    "all_zero",
+    "duplicate_rows",
+    "huge",
+    "tiny",
+)
+# Relative tolerances against NumPy float64 on the same (rounded) inputs.
+VALUE_RTOL = {tf.float32: 1e-5, tf.float64: 1e-10}
+GRAD_RTOL = {tf.float32: 1e-4, tf.float64: 1e-8}
+
+
+def cases(dtypes=(tf.float32, tf.float64)):
+    return [
+        {
+            "testcase_name": f"{kind}_{b}x{d}_{dtype.name}",
+            "kind": kind,
+            "shape": (b, d),
+            "dtype": dtype,
+        }
+        for kind in KINDS
+        for b, d in SHAPES
+        for dtype in dtypes
+    ]
+
+
+def with_spectrum(batch_size, dim, singular, seed=0):
+    """x = Q_1 diag(singular) Q_2^T with random orthonormal Q_1, Q_2."""
+    rng = np.random.default_rng(seed)
+    k = min(batch_size, dim)
+    left, _ = np.linalg.qr(rng.normal(size=(batch_size, k)))
+    right, _ = np.linalg.qr(rng.normal(size=(dim, k)))
+    return left @ np.diag(singular) @ right.T
+
+
+def route_of(x):
+    matrix = ops.as_matrix(tf.convert_to_tensor(x))
+    route = singular_values._decompose(matrix)[-1]
+    return singular_values.ROUTES[int(route)]
+
+
+class MeanSingularValueTest(testing.TestCase):
+    @parameterized.named_parameters(cases())
+    def test_value_and_gradient_match_numpy(self, kind, shape, dtype):
+        x = tf.constant(degenerate_batches(*shape)[kind], dtype)
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        self.assertEqual(value.dtype, dtype)
+        expected = numpy_mean_singular_value(x.numpy())
+        self.assertAllClose(value, expected, rtol=VALUE_RTOL[dtype], atol=0)
+        self.assertAllClose(
+            ops.mean_singular_value(x),
+            value,
+            rtol=0,
+            atol=0,  # forward only
+        )
+        # The gradient is U V^T / k where s_mu is differentiable (full
+        # rank); on rank-deficient batches it is the minimum-norm
+        # subgradient U_r V_r^T / k. Finite either way.
+        self.assertTrue(np.all(np.isfinite(grad.numpy())))
+        expected = numpy_mean_singular_value_gradient(x.numpy())
+        if kind == "all_zero":
+            self.assertAllEqual(grad, np.zeros(shape))
+        else:
+            self.assertLess(
+                relative_error(grad, expected), GRAD_RTOL[dtype], kind
+            )
+
+    @parameterized.parameters((5, 3), (3, 5), (4, 4), (7, 2), (2, 7))
+    def test_gradient_matches_finite_differences(self, batch_size, dim):
+        for kind in ("random", "nearly_collapsed"):
+            x = degenerate_batches(batch_size, dim, seed=3)[kind]
+            _, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+            numpy_fd = numerical_gradient(numpy_mean_singular_value, x)
+            self.assertLess(relative_error(grad, numpy_fd), 1e-6, kind)
+            # The custom gradient is the derivative of the op's own value.
+            ours_fd = numerical_gradient(
+                lambda a: float(ops.mean_singular_value(a)), x
+            )
+            # (The Gram route's value carries ~1e-11 relative noise on a
+            # nearly collapsed batch: 1e-5 of noise in a difference quotient.)
+            self.assertLess(relative_error(grad, ours_fd), 1e-4, kind)
+
+    @parameterized.product(
+        dtype=(tf.float16, tf.bfloat16),
+        kind=(
+            "random",
+            "collapsed",
+            "nearly_collapsed",
+            "rank_1",
+            "all_zero",
+            "duplicate_rows",
+        ),
+        shape=((6, 4), (4, 4), (3, 6)),
+    )
+    def test_half_precision(self, dtype, kind, shape):
+        x = tf.constant(degenerate_batches(*shape)[kind], dtype)
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        self.assertEqual(value.dtype, tf.float32)
+        self.assertEqual(grad.dtype, dtype)
+        expected = numpy_mean_singular_value(
+            x.numpy().astype(np.float64)  # the rounded values
+        )
+        self.assertAllClose(value, expected, rtol=1e-5, atol=0)
+        self.assertTrue(np.all(np.isfinite(grad.numpy().astype(np.float64))))
+
+    @parameterized.parameters(
+        (tf.float16, 1e4), (tf.float16, 1e-3), (tf.bfloat16, 1e30)
+    )
+    def test_half_precision_extreme_scales(self, dtype, scale):
+        x = tf.constant(scale * degenerate_batches(5, 3)["random"], dtype)
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        expected = numpy_mean_singular_value(x.numpy().astype(np.float64))
+        self.assertAllClose(value, expected, rtol=1e-5, atol=0)
+        self.assertTrue(np.all(np.isfinite(grad.numpy().astype(np.float64))))
+
+    @parameterized.named_parameters(
+        ("float32_gram", (40, 8), 3.0, "float32 Gram", 1e-5),
+        ("float32_svd", (16, 16), 100.0, "float32 SVD", 1e-5),
+        ("float32_svd_limit", (24, 20), 1.5e3, "float32 SVD", 1e-4),
+        ("float64_gram_near_square", (24, 20), 5e3, "float64 Gram", 1e-6),
+        ("float64_gram_tall", (40, 8), 1e3, "float64 Gram", 1e-6),
+        ("float64_gram_square", (16, 16), 3e4, "float64 Gram", 1e-6),
+        ("float64_svd_tall", (40, 8), 1e6, "float64 SVD", 1e-6),
+        ("float64_svd_square", (16, 16), 1e7, "float64 SVD", 1e-6),
+    )
+    def test_routes(self, shape, condition, route, grad_rtol):
+        singular = np.geomspace(1.0, 1.0 / condition, min(shape))
+        x = tf.constant(with_spectrum(*shape, singular), tf.float32)
+        self.assertEqual(route_of(x), route)
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        x64 = x.numpy().astype(np.float64)
+        self.assertAllClose(
+            value, numpy_mean_singular_value(x64), rtol=1e-5, atol=0
+        )
+        expected = numpy_mean_singular_value_gradient(x64)
+        self.assertLess(relative_error(grad, expected), grad_rtol)
+
+    def test_square_float32_svd_tolerates_one_tiny_singular_value(self):
+        # U V^T of a square matrix depends on 1 / (s_i + s_j): one tiny s_k
+        # next to a larger s_{k-1} keeps it accurate.
+        singular = np.geomspace(1.0, 1e-2, 16)
+        singular[-1] = 3e-4
+        x = tf.constant(with_spectrum(16, 16, singular), tf.float32)
+        self.assertEqual(route_of(x), "float32 SVD")
+        _, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        expected = numpy_mean_singular_value_gradient(x.numpy())
+        self.assertLess(relative_error(grad, expected), 1e-4)
+        # The same spectrum in a rectangular batch is sent to float64.
+        x = tf.constant(with_spectrum(18, 16, singular), tf.float32)
+        self.assertEqual(route_of(x), "float64 Gram")
+
+    def test_float64_routes(self):
+        x = degenerate_batches(12, 4)
+        self.assertEqual(route_of(x["random"]), "float64 Gram")
+        self.assertEqual(route_of(x["rank_1"]), "float64 SVD")
+        self.assertEqual(
+            route_of(x["random"].astype("float32")), "float32 Gram"
+        )
+
+    def test_rank_3_input_is_flattened(self):
+        x = degenerate_batches(6, 12)["random"]
+        self.assertAllClose(
+            ops.mean_singular_value(x.reshape(6, 3, 4)),
+            numpy_mean_singular_value(x),
+            rtol=1e-10,
+            atol=0,
+        )
+
+    def test_homogeneous_with_scale_invariant_gradient(self):
+        x = degenerate_batches(8, 5)["nearly_collapsed"].astype("float32")
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        # Powers of two: scaling x rounds nothing, so nothing changes.
+        for scale in (2.0**-100, 2.0**-30, 2.0**30, 2.0**100):
+            scaled_value, (scaled_grad,) = value_and_gradients(
+                ops.mean_singular_value, (scale * x).astype("float32")
+            )
+            self.assertAllClose(scaled_value / scale, value, rtol=1e-7)
+            self.assertAllClose(scaled_grad, grad, rtol=0, atol=1e-7)
+
+    @parameterized.parameters(
+        tf.TensorSpec((None, 6), tf.float32),
+        tf.TensorSpec((None, None), tf.float32),
+        tf.TensorSpec((None, None), tf.float64),
+    )
+    def test_tf_function_with_unknown_shape(self, spec):
+        @tf.function(input_signature=(spec,))
+        def value_and_grad(x):
+            return value_and_gradients(ops.mean_singular_value, x)
+
+        # One trace serves every route: far from square (Gram), near square
+        # (SVD), wide, ill-conditioned and collapsed batches.
+        for batch_size in (30, 6, 5, 2, 1):
+            batches = degenerate_batches(batch_size, 6)
+            for kind in ("random", "nearly_collapsed", "collapsed"):
+                x = batches[kind].astype(spec.dtype.as_numpy_dtype)
+                value, (grad,) = value_and_grad(x)
+                expected = numpy_mean_singular_value(x)
+                self.assertAllClose(value, expected, rtol=1e-5, atol=0)
+                expected = numpy_mean_singular_value_gradient(x)
+                self.assertLess(relative_error(grad, expected), 1e-4)
+        self.assertLen(value_and_grad._list_all_concrete_functions(), 1)
+
+    def test_graph_mode(self):
+        x = degenerate_batches(9, 4)["random"].astype("float32")
+        with tf.Graph().as_default():
+            placeholder = tf.compat.v1.placeholder(tf.float32, (None, 4))
+            value = ops.mean_singular_value(placeholder)
+            (grad,) = tf.gradients(value, placeholder)
+            with tf.compat.v1.Session() as session:
+                value, grad = session.run(
+                    [value, grad], feed_dict={placeholder: x}
+                )
+                bad = x.copy()
+                bad[0, 0] = np.nan
+                with self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError, "must not contain NaN"
+                ):
+                    session.run(value_op(placeholder), {placeholder: bad})
+        self.assertAllClose(value, numpy_mean_singular_value(x), rtol=1e-5)
+        expected = numpy_mean_singular_value_gradient(x)
+        self.assertLess(relative_error(grad, expected), 1e-4)
+
+    def test_nan_inside_tf_function_raises(self):
+        function = tf.function(ops.mean_singular_value)
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "must not contain NaN or Inf"
+        ):
+            function(tf.constant([[1.0, np.inf], [0.0, 1.0]]))
+
+    @parameterized.named_parameters(
+        ("rank_1", np.ones(3), ValueError, r"Received: x.shape=\(3,\)"),
+        ("scalar", 1.0, ValueError, r"Received: x.shape=\(\)"),
+        (
+            "zero_rows",
+            np.zeros((0, 3)),
+            ValueError,
+            r"Received: x.shape=\(0, 3\)",
+        ),
+        (
+            "zero_features",
+            np.zeros((3, 0)),
+            ValueError,
+            r"Received: x.shape=\(3, 0\)",
+        ),
+        (
+            "nan",
+            [[1.0, np.nan], [0.0, 1.0]],
+            ValueError,
+            "Received: x with 1 non-finite entries$",
+        ),
+        (
+            "inf",
+            [[1.0, -np.inf], [np.inf, 1.0]],
+            ValueError,
+            "Received: x with 2 non-finite entries$",
+        ),
+        (
+            "integer",
+            np.ones((3, 2), np.int32),
+            TypeError,
+            "Received: x.dtype=int32$",
+        ),
+    )
+    def test_invalid_input(self, x, error, message):
+        with self.assertRaisesRegex(error, message):
+            ops.mean_singular_value(x)
+        with self.assertRaisesRegex(error, message):
+            ops.reference_mean_singular_value(x)
+
+    def test_reference_matches_numpy(self):
+        for shape in ((6, 4), (4, 6), (5, 5)):
+            x = degenerate_batches(*shape)["random"].astype("float32")
+            value, (grad,) = value_and_gradients(
+                ops.reference_mean_singular_value, x
+            )
+            expected = numpy_mean_singular_value(x)
+            self.assertAllClose(value, expected, rtol=1e-5, atol=0)
+            expected = numpy_mean_singular_value_gradient(x)
+            self.assertLess(relative_error(grad, expected), 1e-4)
+
+
+def value_op(x):
+    return ops.mean_singular_value(x)
