@@ -122,7 +122,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--iterations",
         type=int,
-        default=400,
+        default=300,
         help="K (the paper: 5000 for CUB/Cars, 20000 for SOP).",
     )
     parser.add_argument(
@@ -288,7 +288,7 @@ def results_table(results, lrs):
             f"R@8 lr={lr:g}",
             f"ΔR@1 lr={lr:g}",
         ]
-    header += ["s_mu (lr=max)"]
+    header += [f"s_mu lr={max(lrs):g}"]
     by_key = {(r["loss"], r["method"], r["lr"]): r for r in results}
     rows = []
     for loss_name in dict.fromkeys(r["loss"] for r in results):
@@ -446,7 +446,9 @@ def plot(results, lrs, output_dir):
 def export(model, result, args, input_shape):
     os.makedirs(args.export_dir, exist_ok=True)
     keras_path = os.path.join(args.export_dir, "embedding_model.keras")
-    model.save(keras_path)
+    # An uncompiled copy sharing the weights: the file then needs neither
+    # this script's loss class nor the optimizer state to load.
+    keras.Model(model.inputs, model.outputs, name=model.name).save(keras_path)
     serving_path = os.path.join(args.export_dir, "serving")
     model.export(serving_path, verbose=False)
     info = {
