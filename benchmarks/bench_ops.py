@@ -11,16 +11,20 @@ Pairs (ours vs the reference formulation the authors' code uses):
 For every shape `(b, d)` and pair it reports:
 
 - forward+backward time (value and gradient with respect to the inputs,
-  both inside `tf.function`): after a warm-up call each (tracing) and the
-  memory call, ours and the reference are timed interleaved in this one
-  process, the order alternating between repeats; the table gives each
-  side's median and the median of the per-pair ratios reference / ours
-  (with their min and max);
-- peak memory of one warm call: after `gc.collect()` and `malloc_trim(0)`,
-  the kernel's peak RSS (VmHWM) is reset to the current RSS through
-  /proc/self/clear_refs; the figure is how far VmHWM rises above that RSS
-  during the call (everything the process touches: TF tensors, Eigen and
-  oneDNN workspaces, the outputs; not the one-off tracing);
+  both inside `tf.function`): after a warm-up call each (tracing), ours and
+  the reference are timed interleaved in this one process, the order
+  alternating between repeats; the table gives each side's median and the
+  median of the per-pair ratios reference / ours (with their min and max);
+- peak memory (for `mean_singular_value` and `vicreg_loss`; the covariance
+  term alone is part of the latter): each side runs in a fresh Python
+  process, which first runs the function (dynamic input shape) on a 4 x 4
+  batch, so that tracing, graph optimization and one-off allocations are
+  done; then the kernel's peak RSS (VmHWM) is reset to the current RSS
+  (/proc/self/clear_refs) and one call runs at the measured shape. The
+  figure is how far VmHWM rose above the RSS before that call: everything
+  the process touched (TF tensors, Eigen and oneDNN workspaces, the
+  outputs). A fresh process matters: TF's oneDNN CPU allocator keeps freed
+  memory, so a second call in the same process reuses it and shows ~0;
 - relative error of the value, and of the gradient (Frobenius norm), against
   a NumPy float64 re-derivation evaluated on the same float32 inputs, on a
   random unit-row batch (the timed one) and on a nearly collapsed one (unit
@@ -42,13 +46,12 @@ Writes `<out>.md`, `<out>.json`, `<out>_speed.csv` and `<out>_accuracy.csv`
 
 import argparse
 import csv
-import ctypes
-import ctypes.util
-import gc
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -238,7 +241,7 @@ def time_pair(steps, inputs, repeats):
 
 # ----------------------------------------------------------------- memory
 
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+MEMORY_PAIRS = ("mean_singular_value", "vicreg_loss")
 
 
 def _status_kib(key):
@@ -249,24 +252,59 @@ def _status_kib(key):
     raise KeyError(key)
 
 
-def peak_memory_mib(step, inputs):
-    """Peak RSS increase during one call of a warm `step`, MiB.
+def _child_memory(pair, side, batch_size, dim):
+    """In a fresh process: peak RSS increase of one fwd+bwd call, MiB.
 
-    Frees what can be freed (gc, `malloc_trim`), resets the kernel's peak
-    RSS (VmHWM) to the current RSS through /proc/self/clear_refs, runs one
-    call and reads how far VmHWM rose above the RSS before the call. NaN
-    where /proc/self/clear_refs is not writable.
+    The function takes a dynamic shape, so that tracing, graph optimization
+    and the first run's one-off allocations happen on a 4 x 4 batch first;
+    then the kernel's peak RSS (VmHWM) is reset to the current RSS through
+    /proc/self/clear_refs (or, where that is not writable, taken as is) and
+    one call runs at the measured shape.
     """
-    gc.collect()
-    _LIBC.malloc_trim(0)
+    function = FUNCTIONS[(pair, side)]
+    two_views = pair in TWO_VIEWS
+    spec = tf.TensorSpec((None, None), tf.float32)
+
+    @tf.function(input_signature=(spec, spec))
+    def step(z_a, z_b):
+        with tf.GradientTape() as tape:
+            tape.watch(z_a)
+            tape.watch(z_b)
+            value = function(z_a, z_b) if two_views else function(z_a)
+        sources = [z_a, z_b] if two_views else [z_a]
+        return (value, *tape.gradient(value, sources))
+
+    small = tuple(tf.constant(v) for v in make_batches(4, 4)["random"])
+    step(*small)[0].numpy()
+    inputs = tuple(
+        tf.constant(v) for v in make_batches(batch_size, dim)["random"]
+    )
     try:
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")
     except OSError:
-        return float("nan")
+        pass
     before = _status_kib("VmRSS")
     step(*inputs)[0].numpy()
-    return (_status_kib("VmHWM") - before) / 1024.0
+    print(json.dumps({"peak_mib": (_status_kib("VmHWM") - before) / 1024}))
+
+
+def measure_memory(pair, side, batch_size, dim):
+    """Runs `_child_memory` in a fresh Python process."""
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-child",
+        pair,
+        side,
+        str(batch_size),
+        str(dim),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stderr[-2000:], file=sys.stderr)
+        return float("nan")
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
 # ----------------------------------------------------------------- report
@@ -297,6 +335,10 @@ def _fmt_ms(value):
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+def _fmt_mib(value):
+    return "-" if np.isnan(value) else f"{value:.1f}"
+
+
 def _fmt_err(value):
     return f"{value:.1e}"
 
@@ -311,7 +353,8 @@ def markdown(report):
         f"wall time {report['wall_s']:.0f} s.",
         "",
         "Forward+backward time and peak memory (ours vs the reference "
-        "formulation), random unit-row batch:",
+        "formulation), random unit-row batch; memory: the peak RSS increase "
+        "of one call in a fresh process (- = not measured):",
         "",
         "| op | b x d | n | ours ms | reference ms | speed-up (median "
         "[min, max] of per-pair ratios) | ours MiB | reference MiB |",
@@ -322,8 +365,8 @@ def markdown(report):
             f"| {row['op']} | {row['b']}x{row['d']} | {row['repeats']} | "
             f"{_fmt_ms(row['ours_ms'])} | {_fmt_ms(row['reference_ms'])} | "
             f"{row['ratio']:.2f}x [{row['ratio_min']:.2f}, "
-            f"{row['ratio_max']:.2f}] | {row['ours_mib']:.1f} | "
-            f"{row['reference_mib']:.1f} |"
+            f"{row['ratio_max']:.2f}] | {_fmt_mib(row['ours_mib'])} | "
+            f"{_fmt_mib(row['reference_mib'])} |"
         )
     lines += [
         "",
@@ -371,16 +414,15 @@ def run(shapes, pairs, max_repeats, budget_s, memory):
             inputs = tuple(tf.constant(v) for v in batches["random"])
             # Warm-up: tracing and the first run; it sizes the repeats.
             warm = sum(_call(steps[side], inputs)[0] for side in SIDES)
-            row = {"op": pair, "b": batch_size, "d": dim}
-            for side in SIDES:  # also a second warm-up call
-                row[f"{side}_mib"] = (
-                    peak_memory_mib(steps[side], inputs)
-                    if memory
-                    else float("nan")
-                )
             repeats = int(min(max_repeats, max(3, budget_s // warm)))
             timing, last_outputs = time_pair(steps, inputs, repeats)
-            row.update(timing)
+            row = {"op": pair, "b": batch_size, "d": dim, **timing}
+            for side in SIDES:  # after the timing: no subprocess meanwhile
+                row[f"{side}_mib"] = (
+                    measure_memory(pair, side, batch_size, dim)
+                    if memory and pair in MEMORY_PAIRS
+                    else float("nan")
+                )
             report["speed"].append(row)
             print(json.dumps(row), flush=True)
             for batch in BATCHES:
@@ -471,7 +513,12 @@ def main(argv=None):
     )
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--out", help="output path prefix")
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        pair, side, batch_size, dim = args.memory_child
+        _child_memory(pair, side, int(batch_size), int(dim))
+        return
     shapes = args.shapes or (QUICK_SHAPES if args.quick else SHAPES)
     repeats = min(args.repeats, 5) if args.quick else args.repeats
     pairs = [pair for pair in args.ops.split(",") if pair]

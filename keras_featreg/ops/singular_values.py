@@ -1,7 +1,8 @@
 """The mean singular value s_mu of an embedding batch, fast and exact.
 
 `tf.linalg.svd(x, compute_uv=False)` is the reference formulation: its
-gradient runs a second full SVD. Here one decomposition serves both passes:
+gradient runs a second full SVD. Here the forward pass keeps what the
+backward pass needs, so x is never decomposed twice:
 
 - x (b x d) = U S V^T, k = min(b, d). If b >= d, G = x^T x = V S^2 V^T;
   otherwise G = x x^T = U S^2 U^T. Both are k x k.
