@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.distribute.gather import gather_batch
 from keras_featreg.losses.vicreg import _two_views
 from keras_featreg.ops import l2_normalize
 from keras_featreg.regularizers.svmax import SVMaxRegularizer
@@ -33,6 +34,15 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
     the two terms have known ranges; with `normalize=False, bounded=False`
     it is Eq. 19 literally (`- factor * s_mu` on raw embeddings).
 
+    Distributed training (`gather=True`, the default): inside
+    `strategy.run` with several replicas SVMax (s_mu and its bounds) is
+    computed on the global batch, gathered with gradient
+    (`keras_featreg.distribute.gather_batch`), and the invariance on each
+    replica's own rows, so the loss and gradients equal a single-device run
+    on the global batch. `gather=False` uses each replica's own batch (its
+    own b in the bounds): the loss is the mean over replicas of the
+    per-replica losses. On one device both are the same.
+
     Args:
         invariance_weight: Float >= 0. Defaults to `1.0`.
         factor: Float >= 0, SVMax's lambda. Defaults to `1.0`.
@@ -40,6 +50,8 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
             Defaults to `True`.
         normalize: Bool, L2-normalize the embeddings first. Defaults to
             `True`.
+        gather: Bool, compute SVMax on the global batch under
+            tf.distribute. Defaults to `True`.
         name: String, the loss name. Defaults to `"invariance_svmax_loss"`.
         **kwargs: `reduction`, `dtype`, passed to `keras.losses.Loss`.
 
@@ -59,6 +71,7 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
         factor: float = 1.0,
         bounded: bool = True,
         normalize: bool = True,
+        gather: bool = True,
         name: str = "invariance_svmax_loss",
         **kwargs,
     ) -> None:
@@ -69,6 +82,7 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
         self.factor = check_non_negative("factor", factor)
         self.bounded = check_bool("bounded", bounded)
         self.normalize = check_bool("normalize", normalize)
+        self.gather = check_bool("gather", gather)
         # Normalization happens here, once, for both terms.
         self._svmax = SVMaxRegularizer(
             factor=self.factor, bounded=self.bounded, normalize=False
@@ -83,8 +97,13 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
     term_names = ("invariance", "svmax_mean_singular_value")
 
     def terms(self, z_a, z_b) -> dict:
-        """Unweighted terms: invariance and the mean s_mu of the views."""
+        """Unweighted terms: invariance and the mean s_mu of the views.
+
+        On the global batch with `gather=True` under tf.distribute.
+        """
         z_a, z_b = self._prepare(z_a, z_b)
+        if self.gather:
+            z_a, z_b = gather_batch((z_a, z_b))
         s_a = self._svmax.stats(z_a)["mean_singular_value"]
         s_b = self._svmax.stats(z_b)["mean_singular_value"]
         return {
@@ -97,6 +116,8 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         z_a, z_b = self._prepare(y_true, y_pred)
         invariance = tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
+        if self.gather:  # the batch statistic of the global batch
+            z_a, z_b = gather_batch((z_a, z_b))
         penalty = (self._svmax.penalty(z_a) + self._svmax.penalty(z_b)) / 2.0
         return self.invariance_weight * invariance + tf.cast(
             penalty, invariance.dtype
@@ -110,6 +131,7 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
                 "factor": self.factor,
                 "bounded": self.bounded,
                 "normalize": self.normalize,
+                "gather": self.gather,
             }
         )
         return config

@@ -3,9 +3,11 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.distribute.gather import gather_batch
 from keras_featreg.ops import as_matrix
 from keras_featreg.ops import vicreg_covariance
 from keras_featreg.ops import vicreg_variance
+from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
@@ -57,12 +59,24 @@ class VICRegLoss(keras.losses.Loss):
     (`keras_featreg.ops.vicreg_covariance`). Computed in float32 (float64
     for float64 input), also under mixed precision.
 
+    Distributed training (`gather=True`, the default): inside
+    `strategy.run` with several replicas the variance and covariance are
+    computed on the global batch, the embeddings of all replicas gathered
+    with gradient (`keras_featreg.distribute.gather_batch`), and the
+    invariance on each replica's own rows, as the reference code does
+    (`FullGatherLayer`). The training loss and gradients then equal a
+    single-device run on the global batch. `gather=False` computes every
+    term on the replica's own batch (the loss is the mean over replicas of
+    the per-replica losses). On one device both are the same.
+
     Args:
         invariance_weight: Float >= 0, lambda. Defaults to `25.0`.
         variance_weight: Float >= 0, mu. Defaults to `25.0`.
         covariance_weight: Float >= 0, nu. Defaults to `1.0`.
         gamma: Float > 0, target standard deviation. Defaults to `1.0`.
         epsilon: Float > 0, variance stabilizer. Defaults to `1e-4`.
+        gather: Bool, compute the variance and covariance on the global
+            batch under tf.distribute. Defaults to `True`.
         name: String, the loss name. Defaults to `"vicreg_loss"`.
         **kwargs: `reduction`, `dtype`, passed to `keras.losses.Loss`.
 
@@ -85,6 +99,7 @@ class VICRegLoss(keras.losses.Loss):
         covariance_weight: float = 1.0,
         gamma: float = 1.0,
         epsilon: float = 1e-4,
+        gather: bool = True,
         name: str = "vicreg_loss",
         **kwargs,
     ) -> None:
@@ -100,12 +115,18 @@ class VICRegLoss(keras.losses.Loss):
         )
         self.gamma = check_positive("gamma", gamma)
         self.epsilon = check_positive("epsilon", epsilon)
+        self.gather = check_bool("gather", gather)
 
     term_names = ("invariance", "variance", "covariance")
 
     def terms(self, z_a, z_b) -> dict:
-        """The unweighted terms: invariance, variance, covariance (scalars)."""
+        """The unweighted terms: invariance, variance, covariance (scalars).
+
+        On the global batch with `gather=True` under tf.distribute.
+        """
         z_a, z_b = _two_views(z_a, z_b)
+        if self.gather:
+            z_a, z_b = gather_batch((z_a, z_b))
         return {
             "invariance": tf.reduce_mean(tf.square(z_a - z_b)),
             "variance": (
@@ -119,6 +140,8 @@ class VICRegLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         z_a, z_b = _two_views(y_true, y_pred)
         invariance = tf.reduce_mean(tf.square(z_a - z_b), axis=-1)
+        if self.gather:  # batch statistics of the global batch
+            z_a, z_b = gather_batch((z_a, z_b))
         variance = (
             vicreg_variance(z_a, self.gamma, self.epsilon)
             + vicreg_variance(z_b, self.gamma, self.epsilon)
@@ -139,6 +162,7 @@ class VICRegLoss(keras.losses.Loss):
                 "covariance_weight": self.covariance_weight,
                 "gamma": self.gamma,
                 "epsilon": self.epsilon,
+                "gather": self.gather,
             }
         )
         return config
