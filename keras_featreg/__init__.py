@@ -2,6 +2,7 @@
 
 from keras_featreg import callbacks
 from keras_featreg import data
+from keras_featreg import distribute
 from keras_featreg import evaluation
 from keras_featreg import layers
 from keras_featreg import losses

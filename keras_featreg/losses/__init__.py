@@ -26,6 +26,7 @@ from keras_featreg.losses.proxy_anchor import proxy_anchor_loss
 from keras_featreg.losses.proxy_anchor import (
     proxy_anchor_loss_from_similarities,
 )
+from keras_featreg.losses.regularized import RegularizedLoss
 from keras_featreg.losses.spread_out import SpreadOutRegularizer
 from keras_featreg.losses.spread_out import spread_out_loss
 from keras_featreg.losses.triplet import TripletLoss

@@ -6,6 +6,7 @@ from keras.src import testing
 
 from keras_featreg import layers
 from keras_featreg import regularizers
+from keras_featreg.distribute import get_strategy
 from tests.regularizers.test_svmax import numpy_l2_normalize
 from tests.regularizers.test_svmax import numpy_mean_singular_value
 from tests.regularizers.test_svmax import numpy_svmax
@@ -153,7 +154,7 @@ class EmbeddingRegularizationTest(testing.TestCase):
         self.assertTrue(np.isfinite(layer.last_mean_singular_value.numpy()))
 
     def test_fit_with_mirrored_strategy(self):
-        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+        strategy = get_strategy("mirrored", ["CPU:0", "CPU:1"])
         with strategy.scope():
             inputs = keras.Input((6,))
             embeddings = keras.layers.Dense(4)(inputs)

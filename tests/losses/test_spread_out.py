@@ -1,10 +1,10 @@
 import keras
 import numpy as np
-import tensorflow as tf
 from absl.testing import parameterized
 from keras.src import testing
 
 from keras_featreg import losses
+from keras_featreg.distribute import get_strategy
 from keras_featreg.ops.pairwise import random_negative_mask
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
@@ -114,7 +114,7 @@ class SpreadOutRegularizerTest(testing.TestCase):
         self.assertTrue(np.isfinite(history.history["loss"][0]))
 
     def test_mirrored_strategy_runs(self):
-        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+        strategy = get_strategy("mirrored", ["CPU:0", "CPU:1"])
         with strategy.scope():
             model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
             model.compile(

@@ -1,10 +1,10 @@
 import keras
 import numpy as np
-import tensorflow as tf
 from absl.testing import parameterized
 from keras.src import testing
 
 from keras_featreg import losses
+from keras_featreg.distribute import get_strategy
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import numpy_distance
@@ -172,7 +172,7 @@ class TripletLossTest(testing.TestCase):
         order = rng.permutation(16)
         x = rng.normal(size=(16, 6)).astype("float32")[order]
         y = np.repeat(np.arange(4), 4)[order]
-        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+        strategy = get_strategy("mirrored", ["CPU:0", "CPU:1"])
         with strategy.scope():
             model = keras.Sequential(
                 [

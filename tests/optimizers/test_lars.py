@@ -4,6 +4,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 from keras.src import testing
 
+from keras_featreg.distribute import get_strategy
 from keras_featreg.optimizers import LARS
 from keras_featreg.schedules import WarmupCosineDecay
 
@@ -199,7 +200,7 @@ class LARSTest(testing.TestCase):
             return initial, model.get_weights()
 
         initial, single = train(tf.distribute.get_strategy())
-        _, mirrored = train(tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]))
+        _, mirrored = train(get_strategy("mirrored", ["CPU:0", "CPU:1"]))
         for before, a, b in zip(initial, single, mirrored, strict=True):
             self.assertGreater(np.max(np.abs(a - before)), 0.01)
             self.assertAllClose(a, b, atol=1e-5)
