@@ -8,6 +8,8 @@ from keras_featreg.evaluation.clustering import kmeans
 from keras_featreg.evaluation.clustering import nmi
 from keras_featreg.evaluation.clustering import normalized_mutual_information
 from keras_featreg.evaluation.collapse import embedding_collapse_report
+from keras_featreg.evaluation.linear_probe import knn_accuracy
+from keras_featreg.evaluation.linear_probe import linear_probe_accuracy
 from keras_featreg.evaluation.modes import angular_uniformity
 from keras_featreg.evaluation.modes import mode_coverage
 from keras_featreg.evaluation.retrieval import nearest_neighbors

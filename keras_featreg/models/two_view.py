@@ -45,7 +45,19 @@ class TwoViewModel(keras.Model):
     collapse. The extra terms are computed on stopped gradients; set
     `track_terms=False` to skip them.
 
-    Mixed precision: the embeddings are cast to float32 before the loss.
+    Mixed precision: the embeddings are cast to float32 before the loss,
+    and the loss goes through `optimizer.scale_loss` (the loss scaling that
+    `compile` sets up under `mixed_float16`).
+
+    Bad input fails clearly: views of different shapes or batch sizes, a
+    single view without an augmenter, an encoder output of rank != 2, fewer
+    than 2 rows in a batch (e.g. a last partial batch of one: batch with
+    `drop_remainder=True`), and NaN/Inf in the views (checked on the views
+    themselves: a ReLU can hide a NaN pixel from the loss while its gradient
+    still poisons the weights). Shapes known while tracing raise
+    `ValueError`; what is only known at run time raises
+    `InvalidArgumentError` with the same message.
+
     Under tf.distribute the per-sample loss is divided by the number of
     replicas (Keras sums the replicas' gradients), and so are the parts'
     regularization losses.
@@ -162,13 +174,21 @@ class TwoViewModel(keras.Model):
         return self.projector(features, training=training)
 
     def _views(self, data):
+        # `train_on_batch`/`test_on_batch` pass `(x, y, sample_weight)`
+        # with `None` for what was not given: drop the trailing `None`s.
+        while (
+            isinstance(data, (tuple, list))
+            and len(data) > 1
+            and data[-1] is None
+        ):
+            data = data[:-1]
         while isinstance(data, (tuple, list)) and len(data) == 1:
             data = data[0]
         if self.augmenter is not None:
             images = data[0] if isinstance(data, (tuple, list)) else data
             view_a = self.augmenter(images, training=True)
             view_b = self.augmenter(images, training=True)
-            return view_a, view_b
+            return self._check_views(view_a, view_b)
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(
                 "TwoViewModel needs batches of view pairs (view_a, view_b), "
@@ -185,7 +205,69 @@ class TwoViewModel(keras.Model):
                 "The two views must have the same shape and batch size. "
                 f"Received: view_a.shape={shape_a}, view_b.shape={shape_b}"
             )
-        return view_a, view_b
+        return self._check_views(view_a, view_b)
+
+    def _check_views(self, view_a, view_b):
+        """Finite views, same batch size, at least 2 rows.
+
+        A NaN pixel must fail here: a ReLU can turn it into 0 in the
+        forward pass while the gradient still poisons the weights.
+        """
+        view_a = tf.convert_to_tensor(view_a)
+        view_b = tf.convert_to_tensor(view_b)
+        batch_size = view_a.shape[0]
+        if batch_size is not None and batch_size < 2:
+            raise ValueError(
+                "TwoViewModel needs at least 2 images per batch (the losses "
+                "use batch statistics). Received: batch_size="
+                f"{batch_size}"
+            )
+        views = {"view_a": view_a, "view_b": view_b}
+        if tf.executing_eagerly():
+            for name, view in views.items():
+                if view.dtype.is_floating and not bool(
+                    tf.reduce_all(tf.math.is_finite(view))
+                ):
+                    raise ValueError(
+                        f"`{name}` must not contain NaN or Inf values. "
+                        f"Received: {name} with non-finite entries"
+                    )
+            return view_a, view_b
+        # Checked when the graph runs: values, and batch sizes known only
+        # at run time (e.g. the last batch of an epoch), with clear errors
+        # instead of a broadcasting failure deep inside the loss or a
+        # silently meaningless 1-row step.
+        checks = [
+            tf.debugging.Assert(
+                tf.reduce_all(tf.math.is_finite(view)),
+                [
+                    f"`{name}` must not contain NaN or Inf values. "
+                    f"Received: {name} with non-finite entries"
+                ],
+            )
+            for name, view in views.items()
+            if view.dtype.is_floating
+        ]
+        if batch_size is None or view_b.shape[0] is None:
+            size_a, size_b = tf.shape(view_a)[0], tf.shape(view_b)[0]
+            checks += [
+                tf.debugging.assert_equal(
+                    size_a,
+                    size_b,
+                    message="The two views must have the same batch size",
+                ),
+                tf.debugging.assert_greater_equal(
+                    size_a,
+                    2,
+                    message=(
+                        "TwoViewModel needs at least 2 images per batch (the "
+                        "losses use batch statistics); drop the last "
+                        "partial batch (`drop_remainder=True`)"
+                    ),
+                ),
+            ]
+        with tf.control_dependencies(checks):
+            return tf.identity(view_a), tf.identity(view_b)
 
     def _two_view_loss(self, data, training):
         view_a, view_b = self._views(data)
@@ -220,7 +302,10 @@ class TwoViewModel(keras.Model):
     def train_step(self, data):
         with tf.GradientTape() as tape:
             loss, z_a, z_b = self._two_view_loss(data, training=True)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            # Mixed float16: `compile` wraps the optimizer in a
+            # LossScaleOptimizer, whose `apply` unscales the gradients.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         # Under tf.distribute, Keras sums the gradients over replicas here.
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._track(loss, z_a, z_b)
