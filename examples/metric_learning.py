@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_featreg import callbacks  # noqa: E402
 from keras_featreg import data  # noqa: E402
+from keras_featreg import distribute  # noqa: E402
 from keras_featreg import evaluation  # noqa: E402
 from keras_featreg import losses  # noqa: E402
 from keras_featreg import models  # noqa: E402
@@ -139,6 +140,16 @@ def parse_args(argv=None):
     )
     parser.add_argument("--spread-out-factor", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        choices=distribute.STRATEGIES,
+        help="mirrored: all local GPUs (SVMax on the global batch); "
+        "multiworker: run under `python -m keras_featreg.distribute.launch`.",
+    )
+    parser.add_argument(
+        "--checkpoint-dir", default=None, help="multiworker checkpoints."
+    )
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     parser.add_argument(
         "--output-dir", default=os.path.join("runs", "metric_learning")
@@ -205,30 +216,38 @@ def train_one(args, loss_name, method, lr, arrays, input_shape):
     keras.utils.clear_session()
     keras.utils.set_random_seed(args.seed)
     factor = paper_factor if args.factor is None else args.factor
-    regularizer = (
-        regularizers.SVMaxRegularizer(factor=factor)
-        if method == "svmax"
-        else None
+    strategy = distribute.get_strategy(args.strategy)
+    distributed = strategy.num_replicas_in_sync > 1 or (
+        args.strategy == "multiworker"
     )
-    model = models.build_embedding_model(
-        input_shape,
-        backbone=args.backbone,
-        embedding_dim=args.dim,
-        regularizer=regularizer,
-        weights=args.weights,
-    )
-    loss = loss_cls(**loss_kwargs)
-    if method == "spread_out":
-        loss = RegularizedRankingLoss(
-            loss,
-            losses.SpreadOutRegularizer(
-                factor=args.spread_out_factor, seed=args.seed
-            ),
+    svmax = regularizers.SVMaxRegularizer(factor=factor)
+    with strategy.scope():
+        # One device: SVMax on the embedding layer (add_loss). Under a
+        # strategy: inside the loss, on the global batch (an add_loss
+        # penalty only sees the replica's rows).
+        model = models.build_embedding_model(
+            input_shape,
+            backbone=args.backbone,
+            embedding_dim=args.dim,
+            regularizer=svmax
+            if method == "svmax" and not distributed
+            else None,
+            weights=args.weights,
         )
-    schedule = ConstantThenPolynomialDecay(lr, total_steps=args.iterations)
-    model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9), loss=loss
-    )
+        loss = loss_cls(**loss_kwargs)
+        if method == "spread_out":
+            loss = RegularizedRankingLoss(
+                loss,
+                losses.SpreadOutRegularizer(
+                    factor=args.spread_out_factor, seed=args.seed
+                ),
+            )
+        elif method == "svmax" and distributed:
+            loss = losses.RegularizedLoss(loss, svmax)
+        schedule = ConstantThenPolynomialDecay(lr, total_steps=args.iterations)
+        model.compile(
+            optimizer=keras.optimizers.SGD(schedule, momentum=0.9), loss=loss
+        )
     train = data.pk_dataset(
         x_train, y_train, p=p, k=k, seed=args.seed, preprocess=train_prep
     )
@@ -236,14 +255,25 @@ def train_one(args, loss_name, method, lr, arrays, input_shape):
     monitor = callbacks.CollapseMonitor(monitor_batch)
     epochs = max(1, min(args.epochs, args.iterations))
     start = time.perf_counter()
-    model.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=args.iterations // epochs,
-        callbacks=[monitor, keras.callbacks.TerminateOnNaN()],
-        verbose=args.verbose,
-        shuffle=False,  # P x K batches are reshuffled every epoch
-    )
+    if args.strategy == "multiworker":  # Keras 3 fit fails (keras#20585)
+        distribute.DistributedTrainer(
+            model, strategy, checkpoint_dir=args.checkpoint_dir
+        ).fit(
+            train,
+            epochs=epochs,
+            steps_per_epoch=args.iterations // epochs,
+            verbose=min(args.verbose, 1),
+            callbacks=[monitor],
+        )
+    else:
+        model.fit(
+            train,
+            epochs=epochs,
+            steps_per_epoch=args.iterations // epochs,
+            callbacks=[monitor, keras.callbacks.TerminateOnNaN()],
+            verbose=args.verbose,
+            shuffle=False,  # P x K batches are reshuffled every epoch
+        )
     seconds = time.perf_counter() - start
     embeddings = model.predict(
         test_dataset(x_test, test_prep), verbose=0
@@ -513,6 +543,8 @@ def main(argv=None):
                         best = (result, model)
                 else:
                     print("   diverged (non-finite embeddings)")
+    if not distribute.is_chief():  # multiworker: the chief writes
+        return results
     with open(os.path.join(args.output_dir, "runs.json"), "w") as f:
         json.dump(results, f, indent=2)
     markdown = write_tables(results, args.lrs, args.output_dir)
