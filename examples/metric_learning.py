@@ -543,7 +543,8 @@ def main(argv=None):
                         best = (result, model)
                 else:
                     print("   diverged (non-finite embeddings)")
-    if not distribute.is_chief():  # multiworker: the chief writes
+    task_type, task_index, _ = distribute.task_info()
+    if task_type == "worker" and task_index > 0:  # multiworker: chief writes
         return results
     with open(os.path.join(args.output_dir, "runs.json"), "w") as f:
         json.dump(results, f, indent=2)
