@@ -56,6 +56,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_featreg import data  # noqa: E402
+from keras_featreg import distribute  # noqa: E402
 from keras_featreg import evaluation  # noqa: E402
 from keras_featreg import layers  # noqa: E402
 from keras_featreg import losses  # noqa: E402
@@ -161,6 +162,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--num-test", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--strategy",
+        default="default",
+        choices=distribute.STRATEGIES,
+        help="mirrored: all local GPUs (VICReg/SVMax statistics on the "
+        "global batch); multiworker: run under "
+        "`python -m keras_featreg.distribute.launch`.",
+    )
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     parser.add_argument("--output-dir", default=os.path.join("runs", "ssl"))
     parser.add_argument(
@@ -487,31 +496,48 @@ def evaluate(model, splits, args):
 def run_method(method, args, splits, input_shape):
     keras.utils.clear_session()
     keras.utils.set_random_seed(args.seed)  # same initial weights for all
-    encoder = build_encoder(args.backbone, input_shape)
-    projector = layers.build_projector(args.projector)
-    model = models.TwoViewModel(encoder, projector, build_loss(method, args))
+    strategy = distribute.get_strategy(args.strategy)
+    with strategy.scope():
+        encoder = build_encoder(args.backbone, input_shape)
+        projector = layers.build_projector(args.projector)
+        model = models.TwoViewModel(
+            encoder, projector, build_loss(method, args)
+        )
     history, seconds, images_per_second = {}, 0.0, None
     if method != "random":
         dataset = two_views(args, splits["ssl_images"])
         steps = int(dataset.cardinality())
         if steps <= 0:  # a dataset of unknown size (tfds images)
             steps = None
-        model.compile(optimizer=build_optimizer(args, steps or 1000))
+        with strategy.scope():
+            model.compile(optimizer=build_optimizer(args, steps or 1000))
         if steps:
             # One iterator for the whole run: a new one each epoch would
             # refill the shuffle buffer and restart the parallel maps
             # while the model waits (1.5-2x slower epochs on 2 cores).
             dataset = dataset.repeat()
         start = time.perf_counter()
-        fit = model.fit(
-            dataset,
-            epochs=args.epochs,
-            steps_per_epoch=steps,
-            callbacks=[keras.callbacks.TerminateOnNaN()],
-            verbose=args.verbose,
-        )
+        if args.strategy == "multiworker":  # Keras 3 fit fails: keras#20585
+            logs = distribute.DistributedTrainer(model, strategy).fit(
+                dataset,
+                epochs=args.epochs,
+                steps_per_epoch=steps,
+                verbose=min(args.verbose, 1),
+            )
+        else:
+            logs = model.fit(
+                dataset,
+                epochs=args.epochs,
+                steps_per_epoch=steps,
+                callbacks=[keras.callbacks.TerminateOnNaN()],
+                verbose=args.verbose,
+            ).history
         seconds = time.perf_counter() - start
-        history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+        history = {
+            k: [float(v) for v in vs]
+            for k, vs in logs.items()
+            if k not in ("epoch", "step")
+        }
         if steps:
             images_per_second = args.epochs * steps * args.batch_size / seconds
     else:
