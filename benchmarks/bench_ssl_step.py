@@ -22,7 +22,6 @@
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from keras_featreg import layers  # noqa: E402
 from keras_featreg import losses  # noqa: E402
@@ -57,17 +57,6 @@ class ReferenceVICRegLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         loss = ops.reference_vicreg_loss(y_true, y_pred)
         return tf.broadcast_to(loss, tf.shape(y_true)[:1])
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def device_name() -> str:

@@ -13,7 +13,6 @@ goes first) and summarized as the median of the per-pair ratios.
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -22,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from keras_featreg import data  # noqa: E402
 from keras_featreg import losses  # noqa: E402
@@ -42,17 +42,6 @@ def build(regularizer, args, input_shape):
         loss=losses.ContrastiveLoss(margin=1.0),
     )
     return model
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):

@@ -7,17 +7,13 @@ from keras_featreg.ops import as_matrix
 from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
 from keras_featreg.ops import svmax_bounds
+from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 
 
-def batch_size_of(x) -> tf.Tensor:
-    """The dynamic batch size of `x` as a float32 scalar."""
-    return tf.cast(tf.shape(x)[0], tf.float32)
-
-
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class SVMaxRegularizer(keras.regularizers.Regularizer):
+class SVMaxRegularizer(BatchStatisticRegularizer):
     """Spreads embeddings by maximizing their mean singular value s_mu.
 
     SVMax is a batch statistic: it looks at the embedding batch as a whole
@@ -117,14 +113,6 @@ class SVMaxRegularizer(keras.regularizers.Regularizer):
             "penalty": tf.cast(penalty, tf.float32),
             "mean_singular_value": tf.cast(s_mu, tf.float32),
         }
-
-    def penalty(self, x) -> tf.Tensor:
-        """The documented formula on batch `x`: a float32 scalar."""
-        return self.stats(x)["penalty"]
-
-    def __call__(self, x) -> tf.Tensor:
-        # Keras divides an activity penalty by the batch size: undo it.
-        return self.penalty(x) * batch_size_of(x)
 
     def get_config(self) -> dict:
         return {

@@ -5,13 +5,13 @@ import tensorflow as tf
 
 from keras_featreg.ops import vicreg_covariance
 from keras_featreg.ops import vicreg_variance
-from keras_featreg.regularizers.svmax import batch_size_of
+from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class VICRegRegularizer(keras.regularizers.Regularizer):
+class VICRegRegularizer(BatchStatisticRegularizer):
     """Keeps every embedding dimension alive and the dimensions decorrelated.
 
     The single-view part of VICReg, usable on any embedding batch (no
@@ -100,14 +100,6 @@ class VICRegRegularizer(keras.regularizers.Regularizer):
             "variance": variance,
             "covariance": covariance,
         }
-
-    def penalty(self, x) -> tf.Tensor:
-        """The documented formula on batch `x`: a float32 scalar."""
-        return self.stats(x)["penalty"]
-
-    def __call__(self, x) -> tf.Tensor:
-        # Keras divides an activity penalty by the batch size: undo it.
-        return self.penalty(x) * batch_size_of(x)
 
     def get_config(self) -> dict:
         return {
