@@ -200,7 +200,10 @@ def pairwise_distances(x, y=None, squared: bool = False) -> tf.Tensor:
         y_sq = tf.reduce_sum(tf.square(ys), axis=1)
     sq = tf.maximum(x_sq[:, None] + y_sq[None, :] - 2.0 * gram, 0.0)
     if same:
-        sq = tf.linalg.set_diag(sq, tf.zeros_like(x_sq))
+        # Not `set_diag`: its gradient builds a shape XLA cannot compile
+        # when the batch size is dynamic.
+        eye = tf.eye(tf.shape(sq)[0], dtype=tf.bool)
+        sq = tf.where(eye, tf.zeros_like(sq), sq)
     if squared:
         return sq * tf.square(scale)
     return safe_sqrt(sq) * scale

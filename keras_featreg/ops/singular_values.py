@@ -46,6 +46,19 @@ their singular pairs are dropped, which gives the minimum-norm subgradient
 U_r V_r^T and keeps the gradient finite on collapsed, rank-1 and all-zero
 batches.
 
+XLA. Under `tf.function(jit_compile=True)` (Keras' default for `fit` on a
+GPU) the routes above cannot compile: their branches return decompositions
+of different shapes, and XLA's own SVD is ~250x slower than TensorFlow's
+on a CPU. There one route serves every batch: the float64 Gram of the tall
+orientation, decomposed by XLA's Jacobi eigensolver with a tight
+tolerance (`keras_featreg.ops.xla`), whose forward pass returns s_mu and
+U V^T (the gradient) together, shaped like x, so that a batch size known
+only at run time (`None`) compiles too. Values agree with the routes
+above to ~1e-9 (relative) and U V^T to ~1e-8, nearly collapsed batches
+included; for cond(x) > ~1e5 (singular values of ~1e-6 * s_max that are
+not rounding noise) U V^T is accurate to ~1e-3. Zero-size batches (an
+empty replica) give s_mu = 0 with a zero gradient on both paths.
+
 Scale. s_mu is positively homogeneous (s_mu(c x) = c s_mu(x)) and its
 gradient is scale invariant, so x is divided by the power of two nearest
 below max|x| first (exactly, without rounding): huge or tiny inputs neither
@@ -56,6 +69,8 @@ import tensorflow as tf
 
 from keras_featreg.ops.batch import as_matrix
 from keras_featreg.ops.batch import power_of_two_scale
+from keras_featreg.ops.xla import in_xla_context
+from keras_featreg.ops.xla import self_adjoint_eig
 
 # Route 0 keeps the float32 Gram when lambda_min / lambda_max is at least
 # this (cond(x) <= 10); measured in benchmarks/bench_ops.py.
@@ -76,6 +91,8 @@ _NOISE_FLOAT64 = 1e-15
 # Below this lambda_min / lambda_max (cond(x) > 1e5) the float64 Gram's
 # eigenvectors lose more than ~1e-4 of accuracy: take a float64 SVD instead.
 RCOND_FLOAT64_GRAM = 1e-10
+# Tolerance of XLA's Jacobi eigensolver on the float64 Gram (the XLA route).
+_EPSILON_XLA = 1e-12
 _EPS_FLOAT32 = 1.1920928955078125e-07
 _EPS_FLOAT64 = 2.220446049250313e-16
 
@@ -300,6 +317,60 @@ def _singular_value_sum(x: tf.Tensor):
     return tf.cast(total, x.dtype) * scale, grad
 
 
+def _xla_tall(scaled: tf.Tensor):
+    """(sum of singular values, U V^T) of a tall matrix, for XLA.
+
+    One float64 Gram, one Jacobi eigendecomposition: fixed output shapes
+    (a scalar and `scaled`'s shape), whatever the route's inputs hold.
+    """
+    scaled64 = tf.cast(scaled, tf.float64)
+    values, vectors = self_adjoint_eig(_gram(scaled64), _EPSILON_XLA)
+    size = tf.cast(tf.size(values), tf.float64)
+    largest = tf.reduce_max(values)
+    noise = _NOISE_FLOAT64 * size * largest
+    singular, _ = _singular_from_eigenvalues(values, noise)
+    values_kept = tf.where(values > noise, values, tf.zeros_like(values))
+    direction = _direction(scaled64, values_kept, vectors)
+    return tf.reduce_sum(singular), tf.cast(direction, scaled.dtype)
+
+
+@tf.custom_gradient
+def _singular_value_sum_xla(x: tf.Tensor):
+    """`_singular_value_sum` for XLA: the float64 Gram route only."""
+    scale = power_of_two_scale(x)
+    scaled = x / scale
+
+    def wide():
+        total, direction = _xla_tall(tf.transpose(scaled))
+        return total, tf.transpose(direction)
+
+    total, direction = _branch(_is_tall(x), lambda: _xla_tall(scaled), wide)
+    direction = tf.ensure_shape(direction, x.shape)
+
+    def grad(upstream):
+        return tf.cast(upstream, x.dtype) * direction
+
+    return tf.cast(total, x.dtype) * scale, grad
+
+
+def singular_value_sum(x: tf.Tensor) -> tf.Tensor:
+    """Sum of singular values of a 2-D float32/float64 matrix (U V^T grad).
+
+    Takes the XLA route while tracing for XLA, the four routes otherwise;
+    0 for a matrix with no rows or no columns.
+    """
+    fn = _singular_value_sum_xla if in_xla_context() else _singular_value_sum
+    rows, cols = x.shape
+    if rows is not None and cols is not None:
+        if rows == 0 or cols == 0:
+            return tf.zeros((), x.dtype) * tf.reduce_sum(x)
+        return fn(x)
+    empty = tf.equal(tf.size(x), 0)
+    return tf.cond(
+        empty, lambda: tf.zeros((), x.dtype) * tf.reduce_sum(x), lambda: fn(x)
+    )
+
+
 def mean_singular_value(x) -> tf.Tensor:
     """Mean singular value s_mu of a batch of embeddings.
 
@@ -321,6 +392,11 @@ def mean_singular_value(x) -> tf.Tensor:
     too; finite gradients on rank-deficient and all-zero batches (the
     minimum-norm subgradient). See the module docstring for the routes.
 
+    Under XLA (`jit_compile=True`, Keras' default on a GPU) one float64
+    Gram route compiles for any batch size, static or not (module
+    docstring). A batch with no rows (an empty replica under
+    tf.distribute) has s_mu = 0 and a zero gradient.
+
     Args:
         x: Float tensor `(batch_size, features)`; rank > 2 is flattened over
             all but the batch axis. float16/bfloat16 compute in float32.
@@ -339,7 +415,7 @@ def mean_singular_value(x) -> tf.Tensor:
     """
     x = as_matrix(x, "x")
     k = tf.cast(tf.minimum(tf.shape(x)[0], tf.shape(x)[1]), x.dtype)
-    return _singular_value_sum(x) / k
+    return tf.math.divide_no_nan(singular_value_sum(x), k)
 
 
 def reference_mean_singular_value(x) -> tf.Tensor:
