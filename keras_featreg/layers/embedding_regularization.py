@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_featreg.ops import as_matrix
 from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
+from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.regularizers.svmax import SVMaxRegularizer
 from keras_featreg.utils.validation import check_choice
 
@@ -20,14 +21,18 @@ class EmbeddingRegularization(keras.layers.Layer):
 
     ```python
     features = flatten(inputs)          # or global avg/max pooling
-    loss = regularizer.penalty(features)  # keras_featreg regularizers
-    loss = regularizer(features)          # any other regularizer
+    loss = regularizer.contribution(features)  # keras_featreg regularizers
+    loss = regularizer(features)               # any other regularizer
     ```
 
-    For the batch-statistic regularizers of this package (anything with a
-    `penalty(x)` method, e.g. `SVMaxRegularizer`, `VICRegRegularizer`) the
-    added value is `penalty(x)`, the documented formula: the same value
-    that lands in `model.losses` on the `activity_regularizer=` path. Any
+    For the batch-statistic regularizers of this package
+    (`SVMaxRegularizer`, `VICRegRegularizer`) the added value on one device
+    is `penalty(x)`, the documented formula: the same value that lands in
+    `model.losses` on the `activity_regularizer=` path. Under a
+    tf.distribute strategy with several replicas it is, by default
+    (`global_batch=True`), each replica's share of the penalty of the
+    global batch, so that training equals one device (see
+    `keras_featreg.regularizers.BatchStatisticRegularizer`). Any
     other regularizer (Keras' own, e.g. `"l2"` or
     `keras.regularizers.L2(0.01)`) is called as `regularizer(features)` and
     its value is added undivided, unlike the `activity_regularizer=` path,
@@ -46,7 +51,10 @@ class EmbeddingRegularization(keras.layers.Layer):
     is a normalizing `SVMaxRegularizer`, otherwise computed separately with
     no gradient). Inference (`predict`, `evaluate`, an exported SavedModel)
     leaves them alone and still adds the loss, as Keras does for activity
-    regularizers. Under tf.distribute they hold the first replica's values.
+    regularizers. Under tf.distribute each replica writes its own copy (no
+    synchronization inside the forward pass); reading them outside
+    `strategy.run` gives the mean over replicas, which for
+    `last_penalty` is the global batch's penalty.
 
     Args:
         regularizer: A `keras.regularizers.Regularizer` instance, or a
@@ -89,25 +97,28 @@ class EmbeddingRegularization(keras.layers.Layer):
             check_choice("pooling", pooling, ("avg", "max"))
         self.pooling = pooling
         self.supports_masking = True
-        self.last_penalty = self.add_weight(
-            shape=(),
-            initializer="zeros",
-            dtype="float32",
-            trainable=False,
-            autocast=False,
-            aggregation="only_first_replica",
-            name="last_penalty",
-        )
-        self.last_mean_singular_value = self.add_weight(
-            shape=(),
-            initializer="zeros",
-            dtype="float32",
-            trainable=False,
-            autocast=False,
-            aggregation="only_first_replica",
-            name="last_mean_singular_value",
+        # Written in the forward pass: ON_READ, so that a replica writes its
+        # own copy without a cross-replica synchronization (one inside the
+        # forward pass made replicas read each other's `add_loss` values
+        # and train with wrong gradients); reading them outside a replica
+        # gives the mean over replicas.
+        self.last_penalty = self._logged_scalar("last_penalty")
+        self.last_mean_singular_value = self._logged_scalar(
+            "last_mean_singular_value"
         )
         self._build_at_init()
+
+    def _logged_scalar(self, name: str) -> keras.Variable:
+        return keras.Variable(
+            initializer="zeros",
+            shape=(),
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+            aggregation="mean",
+            synchronization="on_read",
+            name=name,
+        )
 
     def _features(self, inputs) -> tf.Tensor:
         x = tf.convert_to_tensor(inputs)
@@ -126,9 +137,9 @@ class EmbeddingRegularization(keras.layers.Layer):
         features = self._features(inputs)
         regularizer = self.regularizer
         s_mu = None
-        if hasattr(regularizer, "stats") and hasattr(regularizer, "penalty"):
-            stats = regularizer.stats(features)
-            loss = stats["penalty"]
+        if isinstance(regularizer, BatchStatisticRegularizer):
+            stats = regularizer.contribution_stats(features)
+            loss = stats["contribution"]
             if isinstance(regularizer, SVMaxRegularizer) and (
                 regularizer.normalize
             ):

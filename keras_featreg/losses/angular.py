@@ -5,6 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import log1p_sum_exp
@@ -67,7 +68,7 @@ def angular_loss(labels, embeddings, alpha: float = 45.0) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class AngularLoss(keras.losses.Loss):
+class AngularLoss(LabelLoss):
     """Angular loss on pairs mined from the batch labels.
 
     ```python
@@ -78,7 +79,8 @@ class AngularLoss(keras.losses.Loss):
     Wang et al. (2017), N-pair form; SVMax paper appendix Eq. 9-10. The
     bounds there assume L2-normalized embeddings. See `angular_loss`.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`, typically L2-normalized.
 
     Args:
@@ -104,7 +106,7 @@ class AngularLoss(keras.losses.Loss):
         self.alpha = _check_alpha(alpha)
 
     def call(self, y_true, y_pred):
-        return angular_loss(y_true, y_pred, self.alpha)
+        return angular_loss(self.exact_labels(y_true), y_pred, self.alpha)
 
     def get_config(self) -> dict:
         config = super().get_config()

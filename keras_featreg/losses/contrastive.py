@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import pair_mean_per_anchor
@@ -53,7 +54,7 @@ def contrastive_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class ContrastiveLoss(keras.losses.Loss):
+class ContrastiveLoss(LabelLoss):
     """Contrastive loss on all pairs mined from the batch labels.
 
     ```python
@@ -66,7 +67,8 @@ class ContrastiveLoss(keras.losses.Loss):
     gives the mean over all pairs. `squared=True` squares both terms as in
     Hadsell et al. (2006). See `contrastive_loss`.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`, typically L2-normalized
     (e.g. by a final `keras.layers.UnitNormalization`); the loss does not
     normalize them.
@@ -106,8 +108,9 @@ class ContrastiveLoss(keras.losses.Loss):
         self.squared = check_bool("squared", squared)
 
     def call(self, y_true, y_pred):
-        # `Loss.__call__` cast the labels to float; they are compared as is.
-        return contrastive_loss(y_true, y_pred, self.margin, self.squared)
+        return contrastive_loss(
+            self.exact_labels(y_true), y_pred, self.margin, self.squared
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import masked_logsumexp
@@ -58,7 +59,7 @@ def lifted_structure_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class LiftedStructureLoss(keras.losses.Loss):
+class LiftedStructureLoss(LabelLoss):
     """Lifted structured loss on the pairs mined from the batch labels.
 
     ```python
@@ -72,7 +73,8 @@ class LiftedStructureLoss(keras.losses.Loss):
     over the anchors, so the default reduction returns `J`; see
     `lifted_structure_loss`.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`.
 
     Args:
@@ -100,7 +102,9 @@ class LiftedStructureLoss(keras.losses.Loss):
         self.margin = check_non_negative("margin", margin)
 
     def call(self, y_true, y_pred):
-        return lifted_structure_loss(y_true, y_pred, self.margin)
+        return lifted_structure_loss(
+            self.exact_labels(y_true), y_pred, self.margin
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import masked_logsumexp
@@ -61,7 +62,7 @@ def n_pair_loss(labels, embeddings, l2_penalty: float = 0.002) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class NPairLoss(keras.losses.Loss):
+class NPairLoss(LabelLoss):
     """Multi-class N-pair loss on pairs mined from the batch labels.
 
     ```python
@@ -75,7 +76,8 @@ class NPairLoss(keras.losses.Loss):
     per class) the penalty equals the reference `npairs_loss` one. See
     `n_pair_loss` for the details.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`, un-normalized in Sohn's setup.
 
     Args:
@@ -101,7 +103,7 @@ class NPairLoss(keras.losses.Loss):
         self.l2_penalty = check_non_negative("l2_penalty", l2_penalty)
 
     def call(self, y_true, y_pred):
-        return n_pair_loss(y_true, y_pred, self.l2_penalty)
+        return n_pair_loss(self.exact_labels(y_true), y_pred, self.l2_penalty)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -29,6 +29,7 @@ reproduced here.
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.batch import as_matrix
 from keras_featreg.ops.pairwise import as_labels
 from keras_featreg.ops.pairwise import log1p_sum_exp
@@ -207,7 +208,7 @@ class ProxyAnchor(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class ProxyAnchorLoss(keras.losses.Loss):
+class ProxyAnchorLoss(LabelLoss):
     """Proxy Anchor loss on the similarities output by `ProxyAnchor`.
 
     ```python
@@ -223,7 +224,8 @@ class ProxyAnchorLoss(keras.losses.Loss):
     broadcast onto every sample.
 
     `y_true`: integer labels in `[0, num_classes)`, shape `(batch_size,)` or
-    `(batch_size, 1)`.
+    `(batch_size, 1)`; integer class ids of any int32/int64 value are
+    compared exactly.
     `y_pred`: cosine similarities `(batch_size, num_classes)` from
     `ProxyAnchor`.
 
@@ -260,7 +262,7 @@ class ProxyAnchorLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return proxy_anchor_loss_from_similarities(
-            y_true, y_pred, self.margin, self.alpha
+            self.exact_labels(y_true), y_pred, self.margin, self.alpha
         )
 
     def get_config(self) -> dict:

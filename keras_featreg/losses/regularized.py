@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_featreg.distribute.gather import gather_batch
 from keras_featreg.distribute.gather import in_replica_context
 from keras_featreg.distribute.gather import local_rows
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.utils.validation import check_bool
 
 
@@ -23,7 +24,7 @@ def _penalty(regularizer, embeddings) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class RegularizedLoss(keras.losses.Loss):
+class RegularizedLoss(LabelLoss):
     """A metric-learning loss plus SVMax (or any batch regularizer).
 
     ```python
@@ -60,7 +61,9 @@ class RegularizedLoss(keras.losses.Loss):
     nothing.
 
     `y_true`: what the wrapped loss takes (integer labels for the
-    metric-learning losses). `y_pred`: embeddings `(batch_size, dim)`.
+    metric-learning losses; integer class ids of any int32/int64 value
+    reach it, and are gathered, exactly). `y_pred`: embeddings
+    `(batch_size, dim)`.
     The wrapped loss must return per-sample values `(batch_size,)` (every
     loss of `keras_featreg.losses` does); its own `reduction` and `dtype`
     are not used, this loss's are.
@@ -137,7 +140,13 @@ class RegularizedLoss(keras.losses.Loss):
             )
         return values
 
+    def uses_exact_labels(self) -> bool:
+        # Integer labels stay exact when the wrapped loss compares them.
+        inner = self.loss
+        return isinstance(inner, LabelLoss) and inner.uses_exact_labels()
+
     def call(self, y_true, y_pred):
+        y_true = self.exact_labels(y_true)
         distributed = in_replica_context()
         embeddings = y_pred
         if self.gather_loss and distributed:

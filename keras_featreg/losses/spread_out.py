@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import pairwise_similarities
@@ -68,7 +69,7 @@ def spread_out_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class SpreadOutRegularizer(keras.losses.Loss):
+class SpreadOutRegularizer(LabelLoss):
     """Spread-out regularizer (global orthogonal regularization) as a loss.
 
     ```python
@@ -93,7 +94,8 @@ class SpreadOutRegularizer(keras.losses.Loss):
 
     See `spread_out_loss`.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`, L2-normalized (the `1 / dim`
     target assumes unit vectors).
 
@@ -136,7 +138,10 @@ class SpreadOutRegularizer(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         loss = spread_out_loss(
-            y_true, y_pred, self.negatives, seed=self.seed_generator
+            self.exact_labels(y_true),
+            y_pred,
+            self.negatives,
+            seed=self.seed_generator,
         )
         return self.factor * loss
 

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import masked_max
@@ -83,7 +84,7 @@ def triplet_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class TripletLoss(keras.losses.Loss):
+class TripletLoss(LabelLoss):
     """Triplet loss on triplets mined from the batch labels.
 
     ```python
@@ -99,7 +100,8 @@ class TripletLoss(keras.losses.Loss):
     Use P x K batches (P classes, K >= 2 samples each) so that every anchor
     has a positive.
 
-    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`.
+    `y_true`: integer labels, shape `(batch_size,)` or `(batch_size, 1)`;
+    integer class ids of any int32/int64 value are compared exactly.
     `y_pred`: embeddings `(batch_size, dim)`, typically L2-normalized.
 
     Args:
@@ -138,7 +140,11 @@ class TripletLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return triplet_loss(
-            y_true, y_pred, self.margin, self.mining, self.squared
+            self.exact_labels(y_true),
+            y_pred,
+            self.margin,
+            self.mining,
+            self.squared,
         )
 
     def get_config(self) -> dict:

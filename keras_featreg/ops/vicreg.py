@@ -44,9 +44,21 @@ def _center(z: tf.Tensor) -> tf.Tensor:
 
 
 def _unbiased_denominator(z: tf.Tensor) -> tf.Tensor:
-    # n - 1, floored at 1 so that a dynamic batch of one row stays finite
-    # (its variance and covariance are then 0); static b = 1 is an error.
+    # n - 1, floored at 1 so that a dynamic batch of 0 or 1 rows stays
+    # finite; static b < 2 is an error.
     return tf.cast(tf.maximum(tf.shape(z)[0] - 1, 1), z.dtype)
+
+
+def _defined(z: tf.Tensor, term: tf.Tensor) -> tf.Tensor:
+    """`term` where the unbiased statistics exist (b >= 2), else 0.
+
+    A batch of 0 or 1 rows (known only at run time: an empty replica, or a
+    last partial batch of one) has no unbiased variance: its variance and
+    covariance terms are defined as 0, with a zero gradient, so it adds
+    nothing to the loss.
+    """
+    enough = tf.shape(z)[0] >= 2
+    return tf.where(enough, term, tf.zeros_like(term))
 
 
 @tf.custom_gradient
@@ -88,6 +100,13 @@ def _offdiag_sum_of_squares(zc: tf.Tensor) -> tf.Tensor:
     )
 
 
+def _mean_square(difference: tf.Tensor) -> tf.Tensor:
+    """mean(difference ** 2), 0 for an empty batch (not 0 / 0)."""
+    total = tf.reduce_sum(tf.square(difference))
+    size = tf.cast(tf.size(difference), difference.dtype)
+    return tf.math.divide_no_nan(total, size)
+
+
 def _views(z_a, z_b, min_batch_size: int):
     """Validates two views; `z_b` is cast to `z_a`'s compute dtype."""
     z_a = as_matrix(z_a, "z_a", min_batch_size=min_batch_size)
@@ -116,14 +135,15 @@ def _variance_term(zc, denominator, gamma, epsilon) -> tf.Tensor:
     hinge = tf.nn.relu(gamma - std)
     # TF's float32 reduction is off by ~2e-6 when the d values are equal
     # (a collapsed batch); the d-vector is cheap to reduce in float64.
-    return tf.cast(tf.reduce_mean(tf.cast(hinge, tf.float64)), zc.dtype)
+    term = tf.cast(tf.reduce_mean(tf.cast(hinge, tf.float64)), zc.dtype)
+    return _defined(zc, term)
 
 
 def _covariance_term(zc, denominator) -> tf.Tensor:
     dim = tf.cast(tf.shape(zc)[1], zc.dtype)
     # Rounding can leave a tiny negative value from the Gram subtraction.
     offdiag = tf.nn.relu(_offdiag_sum_of_squares(zc))
-    return offdiag / (tf.square(denominator) * dim)
+    return _defined(zc, offdiag / (tf.square(denominator) * dim))
 
 
 def vicreg_invariance(z_a, z_b) -> tf.Tensor:
@@ -150,7 +170,7 @@ def vicreg_invariance(z_a, z_b) -> tf.Tensor:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 5.
     """
     z_a, z_b = _views(z_a, z_b, min_batch_size=1)
-    return tf.reduce_mean(tf.square(z_a - z_b))
+    return _mean_square(z_a - z_b)
 
 
 def vicreg_variance(z, gamma: float = 1.0, epsilon: float = 1e-4) -> tf.Tensor:
@@ -160,6 +180,11 @@ def vicreg_variance(z, gamma: float = 1.0, epsilon: float = 1e-4) -> tf.Tensor:
     std = sqrt(var(z, axis=0, unbiased) + epsilon)
     variance = mean(relu(gamma - std))
     ```
+
+    A batch with fewer than 2 rows is an error when its size is static;
+    when it is known only at run time (an empty replica under
+    tf.distribute, a last partial batch of one) the term is 0, with a zero
+    gradient: no unbiased variance exists.
 
     Args:
         z: Float tensor `(batch_size, features)` with batch_size >= 2.
@@ -194,7 +219,8 @@ def vicreg_covariance(z) -> tf.Tensor:
     ```
 
     Uses the b x b Gram (no d x d matrix) when b < d and the d x d matrix
-    otherwise, both with a hand-written gradient.
+    otherwise, both with a hand-written gradient. Like `vicreg_variance`,
+    0 for a batch of fewer than 2 rows known only at run time.
 
     Args:
         z: Float tensor `(batch_size, features)` with batch_size >= 2.
@@ -269,7 +295,7 @@ def vicreg_loss(
     # Zero, but still connected to both views (zero, not None, gradients).
     loss = 0.0 * (tf.reduce_mean(z_a) + tf.reduce_mean(z_b))
     if invariance_weight:
-        loss += invariance_weight * tf.reduce_mean(tf.square(z_a - z_b))
+        loss += invariance_weight * _mean_square(z_a - z_b)
     if variance_weight or covariance_weight:
         denominator = _unbiased_denominator(z_a)
         centered = (_center(z_a), _center(z_b))

@@ -1,21 +1,52 @@
 """Base class of regularizers whose penalty is a statistic of the batch."""
 
+import warnings
+
 import keras
 import tensorflow as tf
 
+from keras_featreg.distribute.gather import gather_batch
+from keras_featreg.distribute.gather import in_replica_context
+
 
 class BatchStatisticRegularizer(keras.regularizers.Regularizer):
-    """A penalty on a whole batch, safe from Keras' batch-size division.
-
-    Keras >= 3.14 divides an `activity_regularizer`'s value by the batch size
-    before `add_loss`. A batch statistic (SVMax, VICReg's terms) must not be
-    rescaled, so `__call__` returns `penalty(x) * batch_size` and what lands
-    in `model.losses` is exactly `penalty(x)`.
-    `keras_featreg.layers.EmbeddingRegularization` adds `penalty(x)` itself.
+    """A penalty on a whole batch: unscaled, and global under tf.distribute.
 
     Subclasses implement `stats(x)`, a dict of float32 scalars with at least
-    `"penalty"` (the documented formula).
+    `"penalty"` (the documented formula), defined (finite, zero gradient)
+    on a batch with no rows. `penalty(x)` is that formula.
+
+    What a layer adds: `contribution(x)`. On one device it is `penalty(x)`.
+    Inside `strategy.run` with R replicas (a `MirroredStrategy` `fit`):
+
+    - `global_batch=True`: every replica gathers the global batch of B
+      rows (`keras_featreg.distribute.gather_batch`, with gradient) and
+      adds `penalty(global batch) * R * b / B`, b its own rows. Keras
+      divides each replica's losses by R and sums the replicas' gradients,
+      and the gather's gradient sums the replicas' upstream gradients, so
+      training equals one device on the global batch, also when the
+      replicas hold different numbers of rows (an empty replica adds 0).
+      The `loss` Keras reports is then the penalty itself when the rows are
+      split evenly.
+    - `global_batch=False`: each replica adds `penalty(its own rows)` (0
+      for an empty replica): the mean over replicas of per-replica
+      penalties, a different regularizer from the single-device one.
+
+    Keras >= 3.14 divides an `activity_regularizer`'s value by the batch
+    size before `add_loss`. A batch statistic must not be rescaled, so
+    `__call__` returns `contribution(x) * batch_size` and what lands in
+    `model.losses` is exactly `contribution(x)` (Keras' division by an
+    empty replica's 0 rows gives 0, which is that replica's contribution).
+    `keras_featreg.layers.EmbeddingRegularization` adds `contribution(x)`.
     """
+
+    def _check_global_batch(self, global_batch) -> bool:
+        if not isinstance(global_batch, bool):
+            raise TypeError(
+                "`global_batch` must be a bool. "
+                f"Received: global_batch={global_batch!r}"
+            )
+        return global_batch
 
     def stats(self, x) -> dict:
         raise TypeError(
@@ -27,7 +58,43 @@ class BatchStatisticRegularizer(keras.regularizers.Regularizer):
         """The documented formula on batch `x`: a float32 scalar."""
         return self.stats(x)["penalty"]
 
+    def contribution_stats(self, x) -> dict:
+        """`stats` of the batch a replica regularizes, and its weighted share.
+
+        Returns `stats(batch)` (batch: the global batch with
+        `global_batch=True` under several replicas, else `x`) plus
+        `"contribution"`, the value a replica adds to its losses.
+        """
+        x = tf.convert_to_tensor(x)
+        if not in_replica_context():
+            stats = dict(self.stats(x))
+            stats["contribution"] = stats["penalty"]
+            return stats
+        if not getattr(self, "global_batch", False):
+            stats = dict(self.stats(x))
+            stats["contribution"] = stats["penalty"]
+            return stats
+        gathered = gather_batch(x)
+        stats = dict(self.stats(gathered))
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        local = tf.cast(tf.shape(x)[0], tf.float32)
+        total = tf.cast(tf.shape(gathered)[0], tf.float32)
+        share = tf.math.divide_no_nan(replicas * local, total)
+        stats["contribution"] = stats["penalty"] * share
+        return stats
+
+    def contribution(self, x) -> tf.Tensor:
+        """What a layer adds for batch `x`: `penalty(x)` on one device."""
+        return self.contribution_stats(x)["contribution"]
+
     def __call__(self, x) -> tf.Tensor:
         # Keras divides an activity penalty by the batch size: undo it.
         batch_size = tf.cast(tf.shape(x)[0], tf.float32)
-        return self.penalty(x) * batch_size
+        return self.contribution(x) * batch_size
+
+
+def warn_once(owner, message: str) -> None:
+    """Warns once per object (a regularizer, a layer)."""
+    if not getattr(owner, "_keras_featreg_warned", False):
+        owner._keras_featreg_warned = True
+        warnings.warn(message, stacklevel=3)

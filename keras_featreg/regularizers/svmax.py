@@ -53,7 +53,10 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
     Computed in float32 (float64 for float64 input; float16/bfloat16 are
     cast to float32) and returned as float32, the loss dtype, also under
     mixed precision. Collapsed, all-zero (zero rows stay zero when
-    normalizing) and b < d batches give finite values and gradients.
+    normalizing) and b < d batches give finite values and gradients; a
+    batch with no rows (an empty replica) gives 0. XLA (`jit_compile=True`)
+    and `tf.distribute` strategies are supported: see `global_batch` and
+    `keras_featreg.regularizers.BatchStatisticRegularizer`.
 
     Args:
         factor: Float, non-negative weight of the penalty (the paper's
@@ -62,6 +65,11 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
             instead of `-factor * s_mu` (Eq. 1). Defaults to `True`.
         normalize: Bool, whether to L2-normalize the rows first, as the
             bounds assume. Defaults to `True`.
+        global_batch: Bool, under a tf.distribute strategy with several
+            replicas, compute s_mu (and b in the bounds) on the global
+            batch, gathered from all replicas with gradient, so that
+            training equals one device; `False` regularizes each replica's
+            own rows. No effect on one device. Defaults to `True`.
 
     Example:
 
@@ -75,11 +83,16 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
     """
 
     def __init__(
-        self, factor: float = 1.0, bounded: bool = True, normalize: bool = True
+        self,
+        factor: float = 1.0,
+        bounded: bool = True,
+        normalize: bool = True,
+        global_batch: bool = True,
     ) -> None:
         self.factor = check_non_negative("factor", factor)
         self.bounded = check_bool("bounded", bounded)
         self.normalize = check_bool("normalize", normalize)
+        self.global_batch = self._check_global_batch(global_batch)
 
     def stats(self, x) -> dict:
         """The penalty and s_mu of one batch, from one decomposition.
@@ -109,6 +122,9 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
             penalty = self.factor * tf.exp(exponent)
         else:
             penalty = -self.factor * s_mu
+        # A batch with no rows (an empty replica) adds nothing.
+        has_rows = tf.shape(x)[0] > 0
+        penalty = tf.where(has_rows, penalty, tf.zeros_like(penalty))
         return {
             "penalty": tf.cast(penalty, tf.float32),
             "mean_singular_value": tf.cast(s_mu, tf.float32),
@@ -119,4 +135,5 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
             "factor": self.factor,
             "bounded": self.bounded,
             "normalize": self.normalize,
+            "global_batch": self.global_batch,
         }

@@ -3,9 +3,11 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.ops import as_matrix
 from keras_featreg.ops import vicreg_covariance
 from keras_featreg.ops import vicreg_variance
 from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
+from keras_featreg.regularizers.batch_statistic import warn_once
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
@@ -35,10 +37,12 @@ class VICRegRegularizer(BatchStatisticRegularizer):
     does not divide, and the value would be scaled by the kernel's first
     dimension).
 
-    The batch needs at least 2 rows (an error when the batch size is
-    static; a dynamic batch of one row gives variance gamma - sqrt(epsilon)
-    and covariance 0). Rank > 2 inputs are flattened over all but the batch
-    axis. Computed in float32 (float64 for float64 input) and returned as
+    A batch of fewer than 2 rows has no unbiased variance: it adds 0 to
+    the loss (a one-time warning when its size is static, e.g. a last
+    partial batch of one; an empty replica under tf.distribute adds 0
+    silently). Rank > 2 inputs are flattened over all but the batch axis.
+    XLA (`jit_compile=True`) and tf.distribute strategies are supported
+    (see `global_batch`). Computed in float32 (float64 for float64 input) and returned as
     float32, also under mixed precision.
 
     Args:
@@ -50,6 +54,11 @@ class VICRegRegularizer(BatchStatisticRegularizer):
             Defaults to `1.0`.
         epsilon: Float > 0, keeps the square root differentiable at zero
             variance. Defaults to `1e-4`.
+        global_batch: Bool, under a tf.distribute strategy with several
+            replicas, compute the statistics on the global batch, gathered
+            from all replicas with gradient (as the VICReg reference code
+            does), so that training equals one device; `False` uses each
+            replica's own rows. No effect on one device. Defaults to `True`.
 
     Example:
 
@@ -66,6 +75,7 @@ class VICRegRegularizer(BatchStatisticRegularizer):
         covariance_weight: float = 1.0,
         gamma: float = 1.0,
         epsilon: float = 1e-4,
+        global_batch: bool = True,
     ) -> None:
         self.variance_weight = check_non_negative(
             "variance_weight", variance_weight
@@ -75,6 +85,7 @@ class VICRegRegularizer(BatchStatisticRegularizer):
         )
         self.gamma = check_positive("gamma", gamma)
         self.epsilon = check_positive("epsilon", epsilon)
+        self.global_batch = self._check_global_batch(global_batch)
 
     def stats(self, x) -> dict:
         """The penalty and its two terms on one batch.
@@ -87,6 +98,21 @@ class VICRegRegularizer(BatchStatisticRegularizer):
             by the batch size), `"variance"` and `"covariance"` (the
             unweighted terms).
         """
+        x = as_matrix(x, "x")
+        if x.shape[0] is not None and x.shape[0] < 2:
+            # A last partial batch of one row: no unbiased variance. Adding
+            # nothing beats ending the user's training.
+            warn_once(
+                self,
+                "VICRegRegularizer needs at least 2 rows per batch; a batch "
+                "of 1 row adds nothing to the loss (batch with "
+                "`drop_remainder=True` to avoid it). "
+                f"Received: x.shape={x.shape}",
+            )
+            zero = tf.zeros((), tf.float32) * tf.cast(
+                tf.reduce_sum(x), tf.float32
+            )
+            return {"penalty": zero, "variance": zero, "covariance": zero}
         variance = tf.cast(
             vicreg_variance(x, self.gamma, self.epsilon), tf.float32
         )
@@ -107,4 +133,5 @@ class VICRegRegularizer(BatchStatisticRegularizer):
             "covariance_weight": self.covariance_weight,
             "gamma": self.gamma,
             "epsilon": self.epsilon,
+            "global_batch": self.global_batch,
         }

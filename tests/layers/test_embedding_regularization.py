@@ -103,7 +103,9 @@ class EmbeddingRegularizationTest(testing.TestCase):
         layer = layers.EmbeddingRegularization(regularizer)
         self.assertEqual(layer.last_penalty.dtype, "float32")
         self.assertFalse(layer.last_penalty.trainable)
-        self.assertEqual(layer.last_penalty.aggregation, "only_first_replica")
+        # Written per replica, with no synchronization in the forward pass.
+        self.assertEqual(layer.last_penalty.aggregation, "mean")
+        self.assertEqual(layer.last_penalty.synchronization, "on_read")
         self.assertLen(layer.trainable_weights, 0)
         layer(x, training=True)
         self.assertAllClose(layer.last_penalty, layer.losses[0], atol=0)

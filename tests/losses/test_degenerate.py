@@ -259,6 +259,11 @@ class InvalidInputTest(testing.TestCase):
         loss = cls(reduction=None, **kwargs)
         # (batch_size, 1) labels, as Keras often passes y_true.
         self.assertAllClose(loss(labels[:, None], x), loss(labels, x))
-        # Keras casts y_true to float32: ids beyond 2**24 would merge.
+        # Integer ids beyond 2**24 stay exact (Keras' float32 cast of y_true
+        # is bypassed); float32 ids there cannot be exact and are refused.
+        self.assertAllClose(
+            loss(np.array([0, 1, 1, 0, 2**25, 2**25 + 1]), x),
+            loss(np.array([0, 1, 1, 0, 2, 3]), x),
+        )
         with self.assertRaisesRegex(ValueError, "Received: labels=33554432"):
-            loss(np.array([0, 1, 1, 0, 2**25, 2**25 + 1]), x)
+            loss(np.array([0, 1, 1, 0, 2**25, 2**25 + 1], "float32"), x)

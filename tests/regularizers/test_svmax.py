@@ -57,7 +57,12 @@ class SVMaxRegularizerTest(testing.TestCase):
         )
         self.assertEqual(
             revived.get_config(),
-            {"factor": 0.25, "bounded": False, "normalize": False},
+            {
+                "factor": 0.25,
+                "bounded": False,
+                "normalize": False,
+                "global_batch": True,
+            },
         )
 
     @parameterized.product(

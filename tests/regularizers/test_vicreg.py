@@ -1,10 +1,12 @@
 import math
+import warnings
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 from keras.src import testing
 
+from keras_featreg import ops
 from keras_featreg import regularizers
 
 
@@ -123,6 +125,14 @@ class VICRegRegularizerTest(testing.TestCase):
         with self.assertRaisesRegex(TypeError, "Received: gamma=None"):
             cls(gamma=None)
 
-    def test_one_row_batch_is_an_error(self):
+    def test_one_row_batch_adds_nothing_and_warns_once(self):
+        regularizer = regularizers.VICRegRegularizer()
+        with self.assertWarnsRegex(UserWarning, "at least 2 rows"):
+            value = regularizer.penalty(np.ones((1, 3), "float32"))
+        self.assertEqual(float(value), 0.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second warning
+            self.assertEqual(float(regularizer(np.ones((1, 3), "f4"))), 0.0)
+        # The ops function, called directly, still refuses the batch.
         with self.assertRaisesRegex(ValueError, "at least 2 rows"):
-            regularizers.VICRegRegularizer().penalty(np.ones((1, 3)))
+            ops.vicreg_variance(np.ones((1, 3)))
