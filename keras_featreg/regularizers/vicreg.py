@@ -42,8 +42,8 @@ class VICRegRegularizer(BatchStatisticRegularizer):
     partial batch of one; an empty replica under tf.distribute adds 0
     silently). Rank > 2 inputs are flattened over all but the batch axis.
     XLA (`jit_compile=True`) and tf.distribute strategies are supported
-    (see `global_batch`). Computed in float32 (float64 for float64 input) and returned as
-    float32, also under mixed precision.
+    (see `global_batch`). Computed in float32 (float64 for float64 input)
+    and returned as float32, also under mixed precision.
 
     Args:
         variance_weight: Float >= 0, weight of the variance hinge (mu).
