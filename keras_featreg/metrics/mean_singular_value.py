@@ -23,7 +23,8 @@ class MeanSingularValue(keras.metrics.Metric):
     `keras_featreg.ops.svmax_bounds(batch_size, dim)` (L = sqrt(b) / k for
     a collapsed batch, U = sqrt(b / k) for a uniform spread, k = min(b, d)).
     Rank > 2 predictions are flattened over all but the batch axis. Under
-    tf.distribute each replica's batch counts as one batch.
+    tf.distribute each replica's batch counts as one batch (a replica that
+    receives no rows is skipped). Works under XLA (`jit_compile=True`).
 
     Args:
         normalize: Bool, whether to L2-normalize the rows first (zero rows
@@ -62,8 +63,10 @@ class MeanSingularValue(keras.metrics.Metric):
         if self.normalize:
             x = l2_normalize(x)
         s_mu = tf.stop_gradient(mean_singular_value(x))
-        self.total.assign_add(tf.cast(s_mu, self.dtype))
-        self.count.assign_add(tf.cast(1, self.dtype))
+        # A batch with no rows (an empty replica) is not a batch: skipped.
+        has_rows = tf.cast(tf.shape(x)[0] > 0, self.dtype)
+        self.total.assign_add(tf.cast(s_mu, self.dtype) * has_rows)
+        self.count.assign_add(has_rows)
 
     def result(self):
         return keras.ops.divide_no_nan(self.total, self.count)

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_featreg.distribute.gather import gather_batch
+from keras_featreg.distribute.gather import in_replica_context
 from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
 from keras_featreg.utils.validation import check_bool
@@ -60,7 +62,11 @@ class TwoViewModel(keras.Model):
 
     Under tf.distribute the per-sample loss is divided by the number of
     replicas (Keras sums the replicas' gradients), and so are the parts'
-    regularization losses.
+    regularization losses. The batch-size check and the logged s_mu and
+    std are on the global batch (a last global batch of 2 rows trains on
+    two replicas as on one device). XLA (`jit_compile=True`, Keras'
+    default on a GPU) is supported; with an `augmenter` Keras trains
+    without XLA (the augmentation layers cannot be compiled).
 
     Compile with an optimizer only (e.g. `keras_featreg.optimizers.LARS`);
     the loss is given at construction. `export_encoder(path)` writes the
@@ -250,6 +256,13 @@ class TwoViewModel(keras.Model):
         ]
         if batch_size is None or view_b.shape[0] is None:
             size_a, size_b = tf.shape(view_a)[0], tf.shape(view_b)[0]
+            # The losses gather the global batch under several replicas: a
+            # replica may hold 1 row (or none) if the global batch has 2.
+            global_size = size_a
+            if in_replica_context():
+                global_size = tf.distribute.get_replica_context().all_reduce(
+                    "sum", size_a
+                )
             checks += [
                 tf.debugging.assert_equal(
                     size_a,
@@ -257,7 +270,7 @@ class TwoViewModel(keras.Model):
                     message="The two views must have the same batch size",
                 ),
                 tf.debugging.assert_greater_equal(
-                    size_a,
+                    global_size,
                     2,
                     message=(
                         "TwoViewModel needs at least 2 images per batch (the "
@@ -288,6 +301,9 @@ class TwoViewModel(keras.Model):
             values = {}
             if hasattr(self.loss_fn, "terms"):
                 values.update(self.loss_fn.terms(z_a, z_b))
+            # s_mu and the std of the global batch: every replica logs the
+            # same values (an empty replica has none of its own).
+            z_a = gather_batch(z_a)
             values["mean_singular_value"] = mean_singular_value(
                 l2_normalize(z_a)
             )
