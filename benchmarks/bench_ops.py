@@ -117,13 +117,17 @@ def make_batches(batch_size, dim, seed=0):
     }
 
 
+# --jit: both sides compiled with XLA.
+JIT = False
+
+
 def make_step(pair, side, batch_size, dim):
     """`tf.function(z_a, z_b) -> (value, gradients...)` for one side."""
     function = FUNCTIONS[(pair, side)]
     two_views = pair in TWO_VIEWS
     spec = tf.TensorSpec((batch_size, dim), tf.float32)
 
-    @tf.function(input_signature=(spec, spec))
+    @tf.function(input_signature=(spec, spec), jit_compile=JIT)
     def step(z_a, z_b):
         with tf.GradientTape() as tape:
             tape.watch(z_a)
@@ -392,6 +396,8 @@ def markdown(report):
 
 
 def route_of(x):
+    if JIT:  # one route under XLA
+        return "XLA float64 Gram"
     matrix = ops.as_matrix(tf.constant(x))
     route = int(singular_values._decompose(matrix)[-1])
     return singular_values.ROUTES[route]
@@ -512,6 +518,12 @@ def main(argv=None):
         "--ops", default=",".join(PAIRS), help="comma-separated subset"
     )
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--jit",
+        action="store_true",
+        help="compile both sides with XLA (jit_compile=True, Keras' "
+        "default for fit on a GPU); implies --no-memory",
+    )
     parser.add_argument("--out", help="output path prefix")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -519,6 +531,10 @@ def main(argv=None):
         pair, side, batch_size, dim = args.memory_child
         _child_memory(pair, side, int(batch_size), int(dim))
         return
+    global JIT
+    JIT = args.jit
+    if JIT:
+        args.no_memory = True
     shapes = args.shapes or (QUICK_SHAPES if args.quick else SHAPES)
     repeats = min(args.repeats, 5) if args.quick else args.repeats
     pairs = [pair for pair in args.ops.split(",") if pair]
@@ -526,6 +542,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown --ops {unknown}; choose from {PAIRS}")
     default_out = "bench_ops_quick" if args.quick else "bench_ops"
+    if JIT:
+        default_out += "_xla"
     out = args.out or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", default_out
     )

@@ -57,7 +57,9 @@ only at run time (`None`) compiles too. Values agree with the routes
 above to ~1e-9 (relative) and U V^T to ~1e-8, nearly collapsed batches
 included; for cond(x) > ~1e5 (singular values of ~1e-6 * s_max that are
 not rounding noise) U V^T is accurate to ~1e-3. Zero-size batches (an
-empty replica) give s_mu = 0 with a zero gradient on both paths.
+empty replica) give s_mu = 0 with a zero gradient on both paths. XLA drops
+the NaN/Inf input assertion (`as_matrix`): there a non-finite batch gives a
+NaN s_mu and gradient instead of an error.
 
 Scale. s_mu is positively homogeneous (s_mu(c x) = c s_mu(x)) and its
 gradient is scale invariant, so x is divided by the power of two nearest
@@ -346,6 +348,12 @@ def _singular_value_sum_xla(x: tf.Tensor):
 
     total, direction = _branch(_is_tall(x), lambda: _xla_tall(scaled), wide)
     direction = tf.ensure_shape(direction, x.shape)
+    # XLA compiles the input check away and its eigensolver turns NaN/Inf
+    # into finite numbers: make such a batch's value and gradient NaN.
+    finite = tf.reduce_all(tf.math.is_finite(x))
+    nan = tf.constant(float("nan"), tf.float64)
+    total = tf.where(finite, total, nan)
+    direction = tf.where(finite, direction, tf.cast(nan, x.dtype))
 
     def grad(upstream):
         return tf.cast(upstream, x.dtype) * direction
