@@ -70,8 +70,26 @@ def gather_batch(x, axis: int = 0):
     if context is None:
         return x
     return tf.nest.map_structure(
-        lambda value: context.all_gather(value, axis=axis), x
+        lambda value: _all_gather(context, value, axis), x
     )
+
+
+_BITCAST = {tf.int32: tf.float32, tf.int64: tf.float64}
+
+
+def _all_gather(context, value, axis):
+    """`all_gather`, with integers (class ids) carried bit-exactly as floats.
+
+    Collective ops of MultiWorkerMirroredStrategy refuse integer tensors
+    ("destinations can not be empty"); a bitcast to the float of the same
+    width is exact and an all-gather only moves bytes.
+    """
+    value = tf.convert_to_tensor(value)
+    carrier = _BITCAST.get(value.dtype)
+    if carrier is None:
+        return context.all_gather(value, axis=axis)
+    gathered = context.all_gather(tf.bitcast(value, carrier), axis=axis)
+    return tf.bitcast(gathered, value.dtype)
 
 
 def replica_offset(batch_size) -> tf.Tensor:

@@ -62,9 +62,10 @@ class TwoViewModel(keras.Model):
 
     Under tf.distribute the per-sample loss is divided by the number of
     replicas (Keras sums the replicas' gradients), and so are the parts'
-    regularization losses. The batch-size check and the logged s_mu and
-    std are on the global batch (a last global batch of 2 rows trains on
-    two replicas as on one device). XLA (`jit_compile=True`, Keras'
+    regularization losses. Under several replicas the at-least-2-rows check
+    is left to the losses, which gather the global batch (a last global
+    batch of 2 rows trains on two replicas as on one device), and the
+    logged s_mu and std are of the global batch. XLA (`jit_compile=True`, Keras'
     default on a GPU) is supported; with an `augmenter` Keras trains
     without XLA (the augmentation layers cannot be compiled).
 
@@ -256,27 +257,26 @@ class TwoViewModel(keras.Model):
         ]
         if batch_size is None or view_b.shape[0] is None:
             size_a, size_b = tf.shape(view_a)[0], tf.shape(view_b)[0]
-            # The losses gather the global batch under several replicas: a
-            # replica may hold 1 row (or none) if the global batch has 2.
-            global_size = size_a
+            # Under several replicas the losses gather the global batch: a
+            # replica may hold 1 row (or none), so only one device checks.
+            # (A cross-replica sum of the sizes here fails under
+            # MultiWorkerMirroredStrategy: "destinations can not be empty".)
+            enough = size_a >= 2
             if in_replica_context():
-                global_size = tf.distribute.get_replica_context().all_reduce(
-                    "sum", size_a
-                )
+                enough = tf.constant(True)
             checks += [
                 tf.debugging.assert_equal(
                     size_a,
                     size_b,
                     message="The two views must have the same batch size",
                 ),
-                tf.debugging.assert_greater_equal(
-                    global_size,
-                    2,
-                    message=(
+                tf.debugging.Assert(
+                    enough,
+                    [
                         "TwoViewModel needs at least 2 images per batch (the "
                         "losses use batch statistics); drop the last "
                         "partial batch (`drop_remainder=True`)"
-                    ),
+                    ],
                 ),
             ]
         with tf.control_dependencies(checks):

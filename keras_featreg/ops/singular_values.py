@@ -364,19 +364,22 @@ def _singular_value_sum_xla(x: tf.Tensor):
 def singular_value_sum(x: tf.Tensor) -> tf.Tensor:
     """Sum of singular values of a 2-D float32/float64 matrix (U V^T grad).
 
-    Takes the XLA route while tracing for XLA, the four routes otherwise;
-    0 for a matrix with no rows or no columns.
+    Takes the XLA route while tracing for XLA, the four routes otherwise.
+    Inside a tf.distribute replica, where a replica can receive no rows
+    (the last partial batch), a matrix with no rows gives 0.
     """
     fn = _singular_value_sum_xla if in_xla_context() else _singular_value_sum
-    rows, cols = x.shape
-    if rows is not None and cols is not None:
-        if rows == 0 or cols == 0:
-            return tf.zeros((), x.dtype) * tf.reduce_sum(x)
+    if x.shape[0] is not None or not _in_replica():
         return fn(x)
-    empty = tf.equal(tf.size(x), 0)
+    empty = tf.equal(tf.shape(x)[0], 0)
     return tf.cond(
         empty, lambda: tf.zeros((), x.dtype) * tf.reduce_sum(x), lambda: fn(x)
     )
+
+
+def _in_replica() -> bool:
+    context = tf.distribute.get_replica_context()
+    return context is not None and context.num_replicas_in_sync > 1
 
 
 def mean_singular_value(x) -> tf.Tensor:
@@ -402,8 +405,8 @@ def mean_singular_value(x) -> tf.Tensor:
 
     Under XLA (`jit_compile=True`, Keras' default on a GPU) one float64
     Gram route compiles for any batch size, static or not (module
-    docstring). A batch with no rows (an empty replica under
-    tf.distribute) has s_mu = 0 and a zero gradient.
+    docstring). A batch with no rows inside a tf.distribute replica (an
+    empty replica) has s_mu = 0 and a zero gradient.
 
     Args:
         x: Float tensor `(batch_size, features)`; rank > 2 is flattened over

@@ -87,7 +87,12 @@ class MixtureGANTest(testing.TestCase):
         model = tiny_model(svmax_factor=0.01)
         self.assertEqual(
             model.svmax.get_config(),
-            {"factor": 0.01, "bounded": False, "normalize": False},
+            {
+                "factor": 0.01,
+                "bounded": False,
+                "normalize": False,
+                "global_batch": True,
+            },
         )
         fake = keras.random.normal((64, 2), seed=1) * 3.0
         stats = model.svmax.stats(fake)
