@@ -403,7 +403,7 @@ def route_of(x):
     return singular_values.ROUTES[route]
 
 
-def run(shapes, pairs, max_repeats, budget_s, memory):
+def run(shapes, pairs, max_repeats, budget_s, memory, out=None):
     start = time.time()
     report = {
         "machine": machine_description(),
@@ -463,6 +463,10 @@ def run(shapes, pairs, max_repeats, budget_s, memory):
                     accuracy[f"{side}_ms"] = 1e3 * elapsed
                 report["accuracy"].append(accuracy)
                 print(json.dumps(accuracy), flush=True)
+        if out:  # what is measured so far survives an interrupted run
+            report["load_end"] = load_average()
+            report["wall_s"] = time.time() - start
+            write(report, out)
     report["load_end"] = load_average()
     report["wall_s"] = time.time() - start
     return report
@@ -553,6 +557,7 @@ def main(argv=None):
         repeats,
         args.budget,
         memory=not args.no_memory,
+        out=out,
     )
     print(write(report, out))
 
