@@ -13,9 +13,11 @@ hands each replica the slice of its own rows. With each replica's loss
 scaled by `1 / num_replicas` (Keras' per-sample `Loss` does it) and Keras
 summing the replicas' weight gradients, every row receives exactly the
 gradient it has in a single-device run on the global batch (tested in
-tests/distribute/test_gather.py). Gather in the loss or the train step,
-never in a forward pass that also uses `add_loss` (replicas then share the
-layer losses and their gradients are wrong in Keras 3.15).
+tests/distribute/test_gather.py). The batch regularizers gather in the
+forward pass too (tests/distribute/test_regularizer_replicas.py); what must
+not happen there is another cross-replica synchronization, such as
+assigning an `ONLY_FIRST_REPLICA` variable, after which replicas read each
+other's `add_loss` values.
 """
 
 import tensorflow as tf

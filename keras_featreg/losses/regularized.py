@@ -33,11 +33,10 @@ class RegularizedLoss(LabelLoss):
 
     The regularizer's penalty is a batch statistic, broadcast onto every
     sample, so the default reduction gives `mean(loss) + penalty`, the SVMax
-    paper's objective (e.g. Eq. 5 + Eq. 4 for a triplet loss). Use it
-    instead of an `activity_regularizer` or an `EmbeddingRegularization`
-    layer when training with several replicas: a penalty added inside the
-    forward pass (`add_loss`) sees only the replica's rows and cannot be
-    gathered safely there, while a loss can.
+    paper's objective (e.g. Eq. 5 + Eq. 4 for a triplet loss). The
+    regularizer paths (`activity_regularizer=`, `EmbeddingRegularization`)
+    also regularize the global batch under several replicas (their
+    `global_batch` argument); this loss also mines the wrapped loss on it.
 
     Global batch. Inside `strategy.run` with several replicas (a
     `MirroredStrategy` `fit`, or `keras_featreg.distribute.DistributedTrainer`

@@ -244,3 +244,58 @@ class EmptyReplicaTest(parameterized.TestCase, tf.test.TestCase):
             replicated_weights, single_weights, strict=True
         ):
             self.assertAllClose(got, expected, atol=1e-5)
+
+
+class TwoRegularizedLayersTest(parameterized.TestCase, tf.test.TestCase):
+    """Two gathers in one forward pass: each layer's loss stays its own."""
+
+    @parameterized.parameters("activity", "wrapper")
+    def test_one_sgd_step(self, path):
+        x, y = data(8)
+        first = regularizers.SVMaxRegularizer(1.0)
+        second = regularizers.VICRegRegularizer(1.0, 0.5)
+
+        def build_two():
+            init = keras.initializers.GlorotUniform
+            if path == "activity":
+                parts = [
+                    keras.layers.Dense(
+                        5,
+                        kernel_initializer=init(1),
+                        activity_regularizer=first,
+                    ),
+                    keras.layers.Dense(
+                        UNITS,
+                        kernel_initializer=init(2),
+                        activity_regularizer=second,
+                    ),
+                ]
+            else:
+                parts = [
+                    keras.layers.Dense(5, kernel_initializer=init(1)),
+                    layers.EmbeddingRegularization(first),
+                    keras.layers.Dense(UNITS, kernel_initializer=init(2)),
+                    layers.EmbeddingRegularization(second),
+                ]
+            return keras.Sequential([keras.Input((FEATURES,)), *parts])
+
+        with mirrored().scope():
+            model = build_two()
+            model.compile(
+                optimizer=keras.optimizers.SGD(LEARNING_RATE), loss="mse"
+            )
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        weights = [
+            tf.Variable(np.asarray(w)) for w in build_two().trainable_weights
+        ]
+        with tf.GradientTape() as tape:
+            hidden = tf.matmul(x, weights[0]) + weights[1]
+            out = tf.matmul(hidden, weights[2]) + weights[3]
+            loss = tf.reduce_mean(tf.square(out - y))
+            loss += first.penalty(hidden) + second.penalty(out)
+        grads = tape.gradient(loss, weights)
+        for got, weight, grad in zip(
+            model.trainable_weights, weights, grads, strict=True
+        ):
+            expected = weight.numpy() - LEARNING_RATE * grad.numpy()
+            self.assertAllClose(got, expected, atol=1e-5, rtol=1e-5)
