@@ -62,10 +62,9 @@ class TwoViewModel(keras.Model):
 
     Under tf.distribute the per-sample loss is divided by the number of
     replicas (Keras sums the replicas' gradients), and so are the parts'
-    regularization losses. Under several replicas the at-least-2-rows check
-    is left to the losses, which gather the global batch (a last global
-    batch of 2 rows trains on two replicas as on one device), and the
-    logged s_mu and std are of the global batch. XLA (`jit_compile=True`, Keras'
+    regularization losses. The at-least-2-rows check and the logged s_mu
+    and std are on the global batch (a last global batch of 2 rows trains
+    on two replicas as on one device). XLA (`jit_compile=True`, Keras'
     default on a GPU) is supported; with an `augmenter` Keras trains
     without XLA (the augmentation layers cannot be compiled).
 
@@ -258,25 +257,28 @@ class TwoViewModel(keras.Model):
         if batch_size is None or view_b.shape[0] is None:
             size_a, size_b = tf.shape(view_a)[0], tf.shape(view_b)[0]
             # Under several replicas the losses gather the global batch: a
-            # replica may hold 1 row (or none), so only one device checks.
-            # (A cross-replica sum of the sizes here fails under
-            # MultiWorkerMirroredStrategy: "destinations can not be empty".)
-            enough = size_a >= 2
+            # replica may hold 1 row (or none); the global batch needs 2.
+            global_size = size_a
             if in_replica_context():
-                enough = tf.constant(True)
+                # float32: collective ops reduce floats on every strategy.
+                total = tf.distribute.get_replica_context().all_reduce(
+                    "sum", tf.cast(size_a, tf.float32)
+                )
+                global_size = tf.cast(tf.round(total), tf.int32)
             checks += [
                 tf.debugging.assert_equal(
                     size_a,
                     size_b,
                     message="The two views must have the same batch size",
                 ),
-                tf.debugging.Assert(
-                    enough,
-                    [
+                tf.debugging.assert_greater_equal(
+                    global_size,
+                    2,
+                    message=(
                         "TwoViewModel needs at least 2 images per batch (the "
                         "losses use batch statistics); drop the last "
                         "partial batch (`drop_remainder=True`)"
-                    ],
+                    ),
                 ),
             ]
         with tf.control_dependencies(checks):

@@ -40,14 +40,6 @@ class BatchStatisticRegularizer(keras.regularizers.Regularizer):
     `keras_featreg.layers.EmbeddingRegularization` adds `contribution(x)`.
     """
 
-    def _check_global_batch(self, global_batch) -> bool:
-        if not isinstance(global_batch, bool):
-            raise TypeError(
-                "`global_batch` must be a bool. "
-                f"Received: global_batch={global_batch!r}"
-            )
-        return global_batch
-
     def stats(self, x) -> dict:
         raise TypeError(
             f"{type(self).__name__} must implement `stats(x)`. "
@@ -66,11 +58,7 @@ class BatchStatisticRegularizer(keras.regularizers.Regularizer):
         `"contribution"`, the value a replica adds to its losses.
         """
         x = tf.convert_to_tensor(x)
-        if not in_replica_context():
-            stats = dict(self.stats(x))
-            stats["contribution"] = stats["penalty"]
-            return stats
-        if not getattr(self, "global_batch", False):
+        if not (in_replica_context() and getattr(self, "global_batch", False)):
             stats = dict(self.stats(x))
             stats["contribution"] = stats["penalty"]
             return stats

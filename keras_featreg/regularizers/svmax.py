@@ -92,7 +92,7 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
         self.factor = check_non_negative("factor", factor)
         self.bounded = check_bool("bounded", bounded)
         self.normalize = check_bool("normalize", normalize)
-        self.global_batch = self._check_global_batch(global_batch)
+        self.global_batch = check_bool("global_batch", global_batch)
 
     def stats(self, x) -> dict:
         """The penalty and s_mu of one batch, from one decomposition.

@@ -8,6 +8,7 @@ from keras_featreg.ops import vicreg_covariance
 from keras_featreg.ops import vicreg_variance
 from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.regularizers.batch_statistic import warn_once
+from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
@@ -85,7 +86,7 @@ class VICRegRegularizer(BatchStatisticRegularizer):
         )
         self.gamma = check_positive("gamma", gamma)
         self.epsilon = check_positive("epsilon", epsilon)
-        self.global_batch = self._check_global_batch(global_batch)
+        self.global_batch = check_bool("global_batch", global_batch)
 
     def stats(self, x) -> dict:
         """The penalty and its two terms on one batch.

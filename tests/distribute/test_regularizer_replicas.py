@@ -238,6 +238,19 @@ class EmptyReplicaTest(parameterized.TestCase, tf.test.TestCase):
 
         single, single_weights = run(tf.distribute.get_strategy())
         replicated, replicated_weights = run(mirrored())
+        # A last global batch of one row is refused clearly.
+        last_row = dataset.unbatch().take(33).batch(8)  # last: [1, 0]
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "at least 2 images per batch"
+        ):
+            with mirrored().scope():
+                model = models.TwoViewModel(
+                    build("activity", None),
+                    keras.layers.Identity(),
+                    loss=losses.VICRegLoss(),
+                )
+                model.compile(optimizer=keras.optimizers.SGD(0.01))
+            model.fit(last_row, epochs=1, verbose=0)
         for key in ("loss", "variance", "covariance", "mean_singular_value"):
             self.assertAllClose(replicated[key], single[key], rtol=1e-5)
         for got, expected in zip(
