@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import timing  # noqa: E402  (benchmarks/timing.py)
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from keras_featreg.data.augmentations import two_view_dataset  # noqa: E402
@@ -51,29 +52,35 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--sizes", nargs="+", default=["28x1", "96x3", "224x3"])
+    parser.add_argument(
+        "--out",
+        default=os.path.join(timing.RESULTS, "augment.md"),
+        help="results file (what is printed)",
+    )
     args = parser.parse_args(argv)
 
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores")
-    print(f"TensorFlow {tf.__version__}, batch size {args.batch_size}")
-    print(f"load average before: {os.getloadavg()}")
-    print("| input | images/s (pairs) | views/s | warm-up s | images |")
-    print("| --- | --- | --- | --- | --- |")
-    for spec in args.sizes:
-        size, channels = (int(v) for v in spec.split("x"))
-        num_images = max(args.batch_size * 4, 64 * 1024 // (size * size))
-        rate, count, first = measure(
-            size,
-            channels,
-            args.batch_size,
-            args.seconds,
-            args.warmup,
-            num_images,
-        )
-        print(
-            f"| {size}x{size}x{channels} | {rate:.0f} | {2 * rate:.0f} | "
-            f"{first:.1f} | {count} |"
-        )
-    print(f"load average after: {os.getloadavg()}")
+    with timing.printed_to(args.out):
+        print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores")
+        print(f"TensorFlow {tf.__version__}, batch size {args.batch_size}")
+        print(f"load average before: {os.getloadavg()}")
+        print("| input | images/s (pairs) | views/s | warm-up s | images |")
+        print("| --- | --- | --- | --- | --- |")
+        for spec in args.sizes:
+            size, channels = (int(v) for v in spec.split("x"))
+            num_images = max(args.batch_size * 4, 64 * 1024 // (size * size))
+            rate, count, first = measure(
+                size,
+                channels,
+                args.batch_size,
+                args.seconds,
+                args.warmup,
+                num_images,
+            )
+            print(
+                f"| {size}x{size}x{channels} | {rate:.0f} | {2 * rate:.0f} | "
+                f"{first:.1f} | {count} |"
+            )
+        print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

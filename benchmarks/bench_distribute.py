@@ -240,7 +240,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--sections", default="loop,gather")
-    parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--out",
+        default=os.path.join(
+            os.path.dirname(os.path.abspath(__file__)),
+            "results",
+            "distribute.json",
+        ),
+        help="results file (JSON)",
+    )
     # One measurement (internal).
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--result")

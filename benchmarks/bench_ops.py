@@ -8,31 +8,31 @@ Pairs (ours vs the reference formulation the authors' code uses):
 - `vicreg_loss` vs `reference_vicreg_loss` (d x d covariance, autodiff);
 - `vicreg_covariance` vs `reference_vicreg_covariance` (the term alone).
 
-For every shape `(b, d)` and pair it reports:
+For every shape `(b, d)`, pair and batch (a random unit-row batch and a
+nearly collapsed one: unit rows of a shared row plus 1e-3 noise) it
+reports:
 
 - forward+backward time (value and gradient with respect to the inputs,
-  both inside `tf.function`): after a warm-up call each (tracing), ours and
-  the reference are timed interleaved in this one process, the order
-  alternating between repeats; the table gives each side's median and the
+  both inside `tf.function`): after two warm-up calls each (tracing, and
+  the first run of the batch's route), ours and the reference are timed
+  interleaved in this one process, the order alternating between pairs
+  (`benchmarks/timing.py`); the table gives each side's median and the
   median of the per-pair ratios reference / ours (with their min and max);
-- peak memory (for `mean_singular_value` and `vicreg_loss`; the covariance
-  term alone is part of the latter): each side runs in a fresh Python
-  process, which first runs the function (dynamic input shape) on a 4 x 4
-  batch, so that tracing, graph optimization and one-off allocations are
-  done; then the kernel's peak RSS (VmHWM) is reset to the current RSS
-  (/proc/self/clear_refs) and one call runs at the measured shape. The
-  figure is how far VmHWM rose above the RSS before that call: everything
-  the process touched (TF tensors, Eigen and oneDNN workspaces, the
-  outputs). A fresh process matters: TF's oneDNN CPU allocator keeps freed
-  memory, so a second call in the same process reuses it and shows ~0;
 - relative error of the value, and of the gradient (Frobenius norm), against
-  a NumPy float64 re-derivation evaluated on the same float32 inputs, on a
-  random unit-row batch (the timed one) and on a nearly collapsed one (unit
-  rows of a shared row plus 1e-3 noise), with the time of that call (for the
-  random batch, the timed median; for the nearly collapsed one a single
-  call, after an untimed one when calls take under 1 s); for
+  a NumPy float64 re-derivation evaluated on the same float32 inputs; for
   `mean_singular_value` also the route that fired (see
-  `keras_featreg.ops.singular_values.ROUTES`).
+  `keras_featreg.ops.singular_values.ROUTES`);
+- peak memory (for `mean_singular_value` and `vicreg_loss`, random batch;
+  the covariance term alone is part of the latter): each side runs in a
+  fresh Python process, which first runs the function (dynamic input
+  shape) on a 4 x 4 batch, so that tracing, graph optimization and one-off
+  allocations are done; then the kernel's peak RSS (VmHWM) is reset to the
+  current RSS (/proc/self/clear_refs) and one call runs at the measured
+  shape. The figure is how far VmHWM rose above the RSS before that call:
+  everything the process touched (TF tensors, Eigen and oneDNN workspaces,
+  the outputs). A fresh process matters: TF's oneDNN CPU allocator keeps
+  freed memory, so a second call in the same process reuses it and shows
+  ~0.
 
 Usage:
 
@@ -40,7 +40,7 @@ Usage:
     python benchmarks/bench_ops.py --quick        # two small shapes
     python benchmarks/bench_ops.py --shapes 512x8192,1024x128 --repeats 5
 
-Writes `<out>.md`, `<out>.json`, `<out>_speed.csv` and `<out>_accuracy.csv`
+Writes `<out>.md`, `<out>.json`, `<out>_rows.csv` and `<out>_memory.csv`
 (`--out`, default `benchmarks/results/bench_ops`, `..._quick` for --quick).
 """
 
@@ -49,7 +49,6 @@ import csv
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -61,6 +60,12 @@ import tensorflow as tf  # noqa: E402
 
 from keras_featreg import ops  # noqa: E402
 from keras_featreg.ops import singular_values  # noqa: E402
+from keras_featreg.ops.scaling import rescale  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import interleaved  # noqa: E402  (benchmarks/timing.py)
+from timing import rounds_for  # noqa: E402
+from timing import timed  # noqa: E402
 
 SHAPES = (
     (144, 128),
@@ -83,6 +88,7 @@ FUNCTIONS = {
     ("vicreg_covariance", "reference"): ops.reference_vicreg_covariance,
 }
 TWO_VIEWS = {"vicreg_loss"}
+ROUTED = {"mean_singular_value"}
 
 
 # ----------------------------------------------------------------- inputs
@@ -208,39 +214,13 @@ def relative_errors(outputs, expected_value, expected_grads):
 # ----------------------------------------------------------------- timing
 
 
-def _call(step, inputs):
-    """(seconds, outputs as NumPy) of one call."""
-    start = time.perf_counter()
-    outputs = step(*inputs)
-    outputs[0].numpy()  # the call returns when done on CPU; be explicit
-    elapsed = time.perf_counter() - start
-    return elapsed, [t.numpy() for t in outputs]
+def _runner(step, inputs):
+    """A zero-argument call of `step` that returns its outputs as NumPy."""
 
+    def run():
+        return [t.numpy() for t in step(*inputs)]
 
-def time_pair(steps, inputs, repeats):
-    """Interleaved timing; the order alternates between repeats.
-
-    Returns the timing summary and each side's outputs of its last call.
-    """
-    times = {side: [] for side in SIDES}
-    outputs = {}
-    ratios = []
-    for repeat in range(repeats):
-        order = SIDES if repeat % 2 == 0 else SIDES[::-1]
-        pair_times = {}
-        for side in order:
-            pair_times[side], outputs[side] = _call(steps[side], inputs)
-            times[side].append(pair_times[side])
-        ratios.append(pair_times["reference"] / pair_times["ours"])
-    summary = {
-        "repeats": repeats,
-        "ours_ms": 1e3 * statistics.median(times["ours"]),
-        "reference_ms": 1e3 * statistics.median(times["reference"]),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-    }
-    return summary, outputs
+    return run
 
 
 # ----------------------------------------------------------------- memory
@@ -356,51 +336,73 @@ def markdown(report):
         f"{report['load_start']}, at end {report['load_end']}; "
         f"wall time {report['wall_s']:.0f} s.",
         "",
-        "Forward+backward time and peak memory (ours vs the reference "
-        "formulation), random unit-row batch; memory: the peak RSS increase "
-        "of one call in a fresh process (- = not measured):",
+        "Forward+backward time (ours vs the reference formulation, "
+        "interleaved: the speed-up is the median [min, max] of the per-pair "
+        "ratios reference / ours over n pairs) and relative error against "
+        "NumPy float64 (value; gradient in the Frobenius norm) on float32 "
+        "unit-row batches, random and nearly collapsed:",
         "",
-        "| op | b x d | n | ours ms | reference ms | speed-up (median "
-        "[min, max] of per-pair ratios) | ours MiB | reference MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| op | b x d | batch | route (ours) | n | ours ms | reference ms "
+        "| speed-up | ours value | reference value | ours gradient "
+        "| reference gradient |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
     ]
-    for row in report["speed"]:
-        lines.append(
-            f"| {row['op']} | {row['b']}x{row['d']} | {row['repeats']} | "
-            f"{_fmt_ms(row['ours_ms'])} | {_fmt_ms(row['reference_ms'])} | "
-            f"{row['ratio']:.2f}x [{row['ratio_min']:.2f}, "
-            f"{row['ratio_max']:.2f}] | {_fmt_mib(row['ours_mib'])} | "
-            f"{_fmt_mib(row['reference_mib'])} |"
-        )
-    lines += [
-        "",
-        "Relative error against NumPy float64 (value; gradient in the "
-        "Frobenius norm) on float32 inputs, and the time of that call "
-        "(random: the timed median above; nearly collapsed: one call, "
-        "after an untimed one when a call takes under 1 s):",
-        "",
-        "| op | b x d | batch | route (ours) | ours value | reference value "
-        "| ours gradient | reference gradient | ours ms | reference ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in report["accuracy"]:
+    for row in report["rows"]:
         lines.append(
             f"| {row['op']} | {row['b']}x{row['d']} | {row['batch']} | "
-            f"{row['route']} | {_fmt_err(row['ours_value'])} | "
+            f"{row['route']} | {row['rounds']} | {_fmt_ms(row['ours_ms'])} | "
+            f"{_fmt_ms(row['reference_ms'])} | {row['ratio']:.2f}x "
+            f"[{row['ratio_min']:.2f}, {row['ratio_max']:.2f}] | "
+            f"{_fmt_err(row['ours_value'])} | "
             f"{_fmt_err(row['reference_value'])} | "
             f"{_fmt_err(row['ours_gradient'])} | "
-            f"{_fmt_err(row['reference_gradient'])} | "
-            f"{_fmt_ms(row['ours_ms'])} | {_fmt_ms(row['reference_ms'])} |"
+            f"{_fmt_err(row['reference_gradient'])} |"
         )
+    if report["memory"]:
+        lines += [
+            "",
+            "Peak memory of one forward+backward call in a fresh process "
+            "(the peak RSS increase), random batch:",
+            "",
+            "| op | b x d | ours MiB | reference MiB |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in report["memory"]:
+            lines.append(
+                f"| {row['op']} | {row['b']}x{row['d']} | "
+                f"{_fmt_mib(row['ours_mib'])} | "
+                f"{_fmt_mib(row['reference_mib'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def route_of(x):
     if JIT:  # one route under XLA
         return "XLA float64 Gram"
-    matrix = ops.as_matrix(tf.constant(x))
+    matrix, _ = rescale(ops.as_matrix(tf.constant(x)))
     route = int(singular_values._decompose(matrix)[-1])
     return singular_values.ROUTES[route]
+
+
+def measure_row(pair, steps, views, max_repeats, budget_s):
+    """Interleaved timing and errors of one op on one batch."""
+    inputs = tuple(tf.constant(v) for v in views)
+    runs = {side: _runner(steps[side], inputs) for side in SIDES}
+    # Warm-up: tracing, the first run of this batch's route; sizes rounds.
+    for side in SIDES:
+        runs[side]()
+    warm = sum(timed(runs[side])[0] for side in SIDES)
+    rounds = rounds_for(budget_s, warm, max_repeats)
+    row, outputs = interleaved(runs, rounds, "reference", "ours")
+    expected_value, expected_grads = numpy_reference(pair, *views)
+    for side in SIDES:
+        value_error, grad_error = relative_errors(
+            outputs[side], expected_value, expected_grads
+        )
+        row[f"{side}_value"] = value_error
+        row[f"{side}_gradient"] = grad_error
+    return row
 
 
 def run(shapes, pairs, max_repeats, budget_s, memory, out=None):
@@ -408,8 +410,8 @@ def run(shapes, pairs, max_repeats, budget_s, memory, out=None):
     report = {
         "machine": machine_description(),
         "load_start": load_average(),
-        "speed": [],
-        "accuracy": [],
+        "rows": [],
+        "memory": [],
     }
     for batch_size, dim in shapes:
         batches = make_batches(batch_size, dim)
@@ -417,52 +419,23 @@ def run(shapes, pairs, max_repeats, budget_s, memory, out=None):
             steps = {
                 side: make_step(pair, side, batch_size, dim) for side in SIDES
             }
-            inputs = tuple(tf.constant(v) for v in batches["random"])
-            # Warm-up: tracing and the first run; it sizes the repeats.
-            warm = sum(_call(steps[side], inputs)[0] for side in SIDES)
-            repeats = int(min(max_repeats, max(3, budget_s // warm)))
-            timing, last_outputs = time_pair(steps, inputs, repeats)
-            row = {"op": pair, "b": batch_size, "d": dim, **timing}
-            for side in SIDES:  # after the timing: no subprocess meanwhile
-                row[f"{side}_mib"] = (
-                    measure_memory(pair, side, batch_size, dim)
-                    if memory and pair in MEMORY_PAIRS
-                    else float("nan")
-                )
-            report["speed"].append(row)
-            print(json.dumps(row), flush=True)
             for batch in BATCHES:
                 views = batches[batch]
-                expected_value, expected_grads = numpy_reference(pair, *views)
-                accuracy = {
-                    "op": pair,
-                    "b": batch_size,
-                    "d": dim,
-                    "batch": batch,
-                    "route": (
-                        route_of(views[0])
-                        if pair == "mean_singular_value"
-                        else ""
-                    ),
-                }
+                route = route_of(views[0]) if pair in ROUTED else ""
+                row = {"op": pair, "b": batch_size, "d": dim, "batch": batch}
+                row["route"] = route
+                row.update(
+                    measure_row(pair, steps, views, max_repeats, budget_s)
+                )
+                report["rows"].append(row)
+                print(json.dumps(row), flush=True)
+            if memory and pair in MEMORY_PAIRS:  # after the timing
+                row = {"op": pair, "b": batch_size, "d": dim}
                 for side in SIDES:
-                    if batch == "random":  # the timed batch
-                        outputs = last_outputs[side]
-                        elapsed = 1e-3 * timing[f"{side}_ms"]
-                    else:
-                        tensors = tuple(tf.constant(v) for v in views)
-                        if timing[f"{side}_ms"] < 1e3:
-                            # First run of this batch's route: not timed.
-                            _call(steps[side], tensors)
-                        elapsed, outputs = _call(steps[side], tensors)
-                    value_error, grad_error = relative_errors(
-                        outputs, expected_value, expected_grads
+                    row[f"{side}_mib"] = measure_memory(
+                        pair, side, batch_size, dim
                     )
-                    accuracy[f"{side}_value"] = value_error
-                    accuracy[f"{side}_gradient"] = grad_error
-                    accuracy[f"{side}_ms"] = 1e3 * elapsed
-                report["accuracy"].append(accuracy)
-                print(json.dumps(accuracy), flush=True)
+                report["memory"].append(row)
         if out:  # what is measured so far survives an interrupted run
             report["load_end"] = load_average()
             report["wall_s"] = time.time() - start
@@ -479,8 +452,10 @@ def write(report, out):
         file.write(text)
     with open(out + ".json", "w") as file:
         json.dump(report, file, indent=1)
-    for key in ("speed", "accuracy"):
+    for key in ("rows", "memory"):
         rows = report[key]
+        if not rows:
+            continue
         with open(f"{out}_{key}.csv", "w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=list(rows[0]))
             writer.writeheader()

@@ -22,7 +22,6 @@
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import timing  # noqa: E402  (benchmarks/timing.py)
 from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 
 from keras_featreg import layers  # noqa: E402
@@ -93,27 +93,22 @@ def build_model(loss, dim, hidden, input_shape):
 
 
 def interleaved(run_a, run_b, pairs, steps):
-    """Median block times of a and b and the median of per-pair ratios."""
-    times_a, times_b, ratios = [], [], []
+    """Median block times of a and b and the median of per-pair ratios b/a."""
 
     def block(run):
-        start = time.perf_counter()
-        for _ in range(steps):
-            run()
-        return (time.perf_counter() - start) / steps
+        def blocks():
+            for _ in range(steps):
+                run()
 
-    for i in range(pairs):
-        if i % 2:
-            t_b, t_a = block(run_b), block(run_a)
-        else:
-            t_a, t_b = block(run_a), block(run_b)
-        times_a.append(t_a)
-        times_b.append(t_b)
-        ratios.append(t_b / t_a)
+        return blocks
+
+    summary, _ = timing.interleaved(
+        {"a": block(run_a), "b": block(run_b)}, pairs, "b", "a"
+    )
     return (
-        statistics.median(times_a),
-        statistics.median(times_b),
-        statistics.median(ratios),
+        summary["a_ms"] / 1e3 / steps,
+        summary["b_ms"] / 1e3 / steps,
+        summary["ratio"],
     )
 
 
@@ -258,13 +253,21 @@ def main(argv=None):
     parser.add_argument("--pipeline-pairs", type=int, default=3)
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-step", action="store_true")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(timing.RESULTS, "ssl_step.md"),
+        help="results file (what is printed)",
+    )
     args = parser.parse_args(argv)
-    print(f"{device_name()}; TF {tf.__version__}, Keras {keras.__version__}")
     results = {}
-    if not args.skip_step:
-        results["train_step"] = bench_train_step(args)
-    if not args.skip_pipeline:
-        results["pipeline"] = bench_pipeline(args)
+    with timing.printed_to(args.out):
+        print(
+            f"{device_name()}; TF {tf.__version__}, Keras {keras.__version__}"
+        )
+        if not args.skip_step:
+            results["train_step"] = bench_train_step(args)
+        if not args.skip_pipeline:
+            results["pipeline"] = bench_pipeline(args)
     return results
 
 

@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from keras_featreg.ops.scaling import rescale
+
 
 def l2_normalize(x) -> tf.Tensor:
     """L2-normalizes the rows of a 2-D float matrix; zero rows stay zero.
@@ -11,9 +13,12 @@ def l2_normalize(x) -> tf.Tensor:
     out[i] = 0                      # x[i] == 0
     ```
 
-    Each row is first divided by its largest absolute entry (a constant for
-    the gradient: normalization is scale invariant), so huge rows do not
-    overflow and tiny rows (1e-30) still reach unit norm. The norm of the
+    Each row is first divided by the power of two at or below its largest
+    absolute entry (exactly, a constant for the gradient: normalization is
+    scale invariant), so huge rows do not overflow and tiny rows (1e-30)
+    still reach unit norm; subnormal rows (1e-40, which TensorFlow's CPU
+    kernels flush to zero) are read from their bits and normalized too
+    (`keras_featreg.ops.scaling`). The norm of the
     rescaled row is then >= 1 unless the row is zero, so `max(norm^2, 1)`
     leaves every non-zero row exact and keeps zero rows at zero with a
     finite gradient.
@@ -26,12 +31,12 @@ def l2_normalize(x) -> tf.Tensor:
 
     Example:
 
-    >>> keras_featreg.ops.l2_normalize([[3.0, 4.0], [0.0, 0.0]])
+    >>> import keras_featreg
+    >>> x = keras_featreg.ops.l2_normalize([[3.0, 4.0], [0.0, 0.0]])
+    >>> x.numpy().astype(float).round(4).tolist()
     [[0.6, 0.8], [0.0, 0.0]]
     """
     x = tf.convert_to_tensor(x)
-    scale = tf.stop_gradient(tf.reduce_max(tf.abs(x), axis=1, keepdims=True))
-    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
-    scaled = x / scale
+    scaled, _ = rescale(x, axis=1)
     squared_norm = tf.reduce_sum(tf.square(scaled), axis=1, keepdims=True)
     return scaled * tf.math.rsqrt(tf.maximum(squared_norm, 1.0))

@@ -10,111 +10,94 @@ backward pass needs, so x is never decomposed twice:
   x P (b >= d) or P x (b < d) with P = W diag(1/s) W^T from the
   eigenvectors W of G: the custom gradient never runs a second SVD.
 
-Routes (`ROUTES`, in this order), decided in the graph per batch:
+Routes (`ROUTES`), decided in the graph per batch:
 
-0. float32 Gram, for shapes far from square (see below). The float32
-   Gram's eigenvalues are computed in float64 (`eigvalsh`, values only: TF's
-   float32 eigensolver loses ~1e-5 of relative accuracy at k = 2048). If
-   the batch is well conditioned (lambda_min >= RCOND_FLOAT32 * lambda_max,
-   i.e. cond(x) <= 10) they give the value, and only the backward pass runs
-   a float32 `eigh` of the same Gram for P: a forward-only call (a metric)
-   never computes eigenvectors.
-1. float32 SVD, for near-square shapes: one `tf.linalg.svd` with vectors
-   serves both passes when U V^T is well conditioned (s_max / s_min <= 2e3,
-   or 2 s_max / (s_{k-1} + s_k) <= 2e3 for a square batch; see
-   RCOND_FLOAT32_SVD): value within ~1e-6, U V^T within ~5e-5 of float64.
-   At a square shape this costs what the reference's backward SVD alone
-   costs.
-2. float64 Gram. Otherwise the Gram and its `eigh` are computed in float64
-   and serve both passes. Forming the Gram squares the condition number; in
-   float64 this route stays exact to float32 output precision up to
-   cond(x) = 1e5.
-3. float64 SVD. When even the float64 Gram cannot resolve the smallest
-   singular vectors (cond(x) > 1e5, e.g. a nearly collapsed batch), one
+0. float32 Gram, for float32 shapes far from square (see below), its
+   `eigh` in float64 (TF's float32 eigensolver loses up to ~5e-6 of U V^T
+   where this loses ~1e-6). If the batch is well conditioned (lambda_min
+   >= RCOND_FLOAT32 * lambda_max, i.e. cond(x) <= 10) it serves both
+   passes; the backward pass applies P to the float32 batch in float32.
+1. float64 Gram: the Gram and its `eigh` in float64 serve both passes when
+   lambda_min >= RCOND_FLOAT64_GRAM * lambda_max (cond(x) <= 1e5). Forming
+   the Gram squares the condition number; in float64 it stays exact to
+   float32 output precision up to there.
+2. float64 Gram, deflated. Below that, the Gram's small eigenvalues carry
+   absolute errors of ~1e-16 lambda_max, but its eigenpairs with lambda >=
+   DEFLATION_SPLIT * lambda_max are still exact to ~1e-6. They are kept,
+   projected out of x (y = x (I - W_big W_big^T), in float64), and the
+   remaining singular pairs are those of y, whose Gram has the small
+   singular values' own scale: a second float64 `eigh` resolves them
+   (nearly collapsed batches: cond(x) up to ~1e10). The gradient takes the
+   small pairs' directions from y, not x (x would add s_max times their
+   rounding). Singular values below DEFLATION_FLOOR * sqrt(k) * s_max are
+   rounding noise and dropped, which makes exactly rank-deficient batches
+   (collapsed, rank-1, duplicate rows) give the minimum-norm subgradient
+   U_r V_r^T.
+3. float64 SVD. When even the deflated Gram cannot resolve the smallest
+   singular vectors (singular values between that floor and
+   DEFLATION_RESOLVED * s_max, or y itself too ill-conditioned), one
    float64 SVD with vectors serves both passes.
+4. float32 Gram, deflated: route 2 with y's Gram in float32, for shapes
+   far from square, when y is well conditioned (as route 0).
 
-Which of routes 0 and 1 is tried first depends on the static shape: a b x d
-batch of i.i.d. entries has cond(x) ~ (1 + sqrt(r)) / (1 - sqrt(r)) with
-r = k / max(b, d) (Marchenko-Pastur), so for r > ASPECT_FLOAT32 (~0.67) even
-a well spread batch fails route 0's test, and the float32 SVD is tried
-instead (its condition estimate also sends cond(x) > 1e5 straight to route
-3). float64 inputs start at route 2.
-
-Singular values at the rounding-noise floor (rank-deficient batches) count
-as exact zeros (for float64 inputs, the float64 SVD decides which are):
-their singular pairs are dropped, which gives the minimum-norm subgradient
-U_r V_r^T and keeps the gradient finite on collapsed, rank-1 and all-zero
-batches.
+A collapsing batch, whose top eigenvalue holds all but DOMINANCE of
+trace(x^T x), skips the first decomposition: its top singular direction
+comes from a few power iterations (float32, then float64), and one
+decomposition, of y, follows (route 4 if it passes, else route 2). Other
+batches take route 0 (shapes far from square: min(b, d) / max(b, d) <=
+ASPECT_FLOAT32 ~ 0.67, where a batch of i.i.d. entries, with cond(x) ~
+(1 + sqrt(r)) / (1 - sqrt(r)) for r = k / max(b, d) by Marchenko-Pastur,
+can pass its test) or start at route 1 (near-square shapes and float64
+inputs: one float64 `eigh` of a k x k matrix costs less than the
+reference's two float32 SVDs of x).
 
 XLA. Under `tf.function(jit_compile=True)` (Keras' default for `fit` on a
-GPU) the routes above cannot compile: their branches return decompositions
-of different shapes, and XLA's own SVD is ~250x slower than TensorFlow's
-on a CPU. There one route serves every batch: the float64 Gram of the tall
-orientation, decomposed by XLA's Jacobi eigensolver with a tight
-tolerance (`keras_featreg.ops.xla`), whose forward pass returns s_mu and
-U V^T (the gradient) together, shaped like x, so that a batch size known
-only at run time (`None`) compiles too. Values agree with the routes
-above to ~1e-9 (relative) and U V^T to ~1e-8, nearly collapsed batches
-included; for cond(x) > ~1e5 (singular values of ~1e-6 * s_max that are
-not rounding noise) U V^T is accurate to ~1e-3. Zero-size batches (an
-empty replica) give s_mu = 0 with a zero gradient on both paths. XLA drops
-the NaN/Inf input assertion (`as_matrix`): there a non-finite batch gives a
-NaN s_mu and gradient instead of an error.
+GPU) these routes cannot compile (their branches return decompositions of
+different shapes): one route serves every batch there, see
+`keras_featreg.ops.singular_values_xla`. Zero-size batches (an empty
+replica) give s_mu = 0 with a zero gradient on both paths.
 
 Scale. s_mu is positively homogeneous (s_mu(c x) = c s_mu(x)) and its
 gradient is scale invariant, so x is divided by the power of two nearest
-below max|x| first (exactly, without rounding): huge or tiny inputs neither
-overflow nor underflow the Gram.
+below max|x| first (exactly, and reading subnormal entries from their bits:
+`keras_featreg.ops.scaling`): huge, tiny and subnormal inputs neither
+overflow nor underflow the Gram, and their gradient is exact. (A value that
+is itself subnormal in float32, s_mu < 1.2e-38, is flushed to zero.)
 """
 
 import tensorflow as tf
 
 from keras_featreg.ops.batch import as_matrix
-from keras_featreg.ops.batch import power_of_two_scale
+from keras_featreg.ops.deflation import DEFLATION_SPLIT
+from keras_featreg.ops.deflation import RCOND_FLOAT32
+from keras_featreg.ops.deflation import RCOND_FLOAT64_GRAM
+from keras_featreg.ops.deflation import deflated
+from keras_featreg.ops.deflation import dominant_direction
+from keras_featreg.ops.scaling import rescale
+from keras_featreg.ops.singular_values_xla import singular_value_sum_xla
+from keras_featreg.ops.spectral import branch
+from keras_featreg.ops.spectral import direction
+from keras_featreg.ops.spectral import gram
+from keras_featreg.ops.spectral import is_tall
+from keras_featreg.ops.spectral import oriented
+from keras_featreg.ops.spectral import singular_from_eigenvalues
 from keras_featreg.ops.xla import in_xla_context
-from keras_featreg.ops.xla import self_adjoint_eig
 
-# Route 0 keeps the float32 Gram when lambda_min / lambda_max is at least
-# this (cond(x) <= 10); measured in benchmarks/bench_ops.py.
-RCOND_FLOAT32 = 1e-2
-# Shapes with min(b, d) / max(b, d) above this try the float32 SVD instead:
+# Shapes with min(b, d) / max(b, d) above this start at the float64 Gram:
 # an i.i.d. batch of that shape already has cond(x) > RCOND_FLOAT32 ** -0.5.
 ASPECT_FLOAT32 = (
     (RCOND_FLOAT32**-0.5 - 1.0) / (RCOND_FLOAT32**-0.5 + 1.0)
 ) ** 2
-# Route 1 keeps the float32 SVD when the condition number of U V^T is at
-# most 1 / RCOND_FLOAT32_SVD = 2e3: s_max / s_min for b != d and
-# 2 s_max / (s_{k-1} + s_k) for b = d. Its U V^T is then within ~5e-5 of
-# float64 (measured: ~1e-8 to 2.5e-8 times that condition number).
-RCOND_FLOAT32_SVD = 5e-4
-# Eigenvalues of the float64 Gram below this fraction of the largest, times
-# k, are rounding noise: they are treated as zero.
-_NOISE_FLOAT64 = 1e-15
-# Below this lambda_min / lambda_max (cond(x) > 1e5) the float64 Gram's
-# eigenvectors lose more than ~1e-4 of accuracy: take a float64 SVD instead.
-RCOND_FLOAT64_GRAM = 1e-10
-# Tolerance of XLA's Jacobi eigensolver on the float64 Gram (the XLA route).
-_EPSILON_XLA = 1e-12
-_EPS_FLOAT32 = 1.1920928955078125e-07
 _EPS_FLOAT64 = 2.220446049250313e-16
 
 # What `_decompose`'s `route` output indexes.
-ROUTES = ("float32 Gram", "float32 SVD", "float64 Gram", "float64 SVD")
-
-
-def _branch(predicate, true_fn, false_fn):
-    """`tf.cond`, or a plain `if` when the predicate is known while tracing."""
-    if isinstance(predicate, bool):
-        return true_fn() if predicate else false_fn()
-    return tf.cond(predicate, true_fn, false_fn)
-
-
-def _is_tall(x: tf.Tensor):
-    """b >= d: a Python bool for static shapes, a boolean tensor otherwise."""
-    rows, cols = x.shape
-    if rows is not None and cols is not None:
-        return rows >= cols
-    return tf.shape(x)[0] >= tf.shape(x)[1]
+ROUTES = (
+    "float32 Gram",
+    "float64 Gram",
+    "float64 Gram, deflated",
+    "float64 SVD",
+    "float32 Gram, deflated",
+)
 
 
 def _far_from_square(x: tf.Tensor):
@@ -126,237 +109,191 @@ def _far_from_square(x: tf.Tensor):
     return tf.reduce_min(shape) <= ASPECT_FLOAT32 * tf.reduce_max(shape)
 
 
-def _oriented(x: tf.Tensor, tall):
-    """x if b >= d, else x^T: the routes only ever see tall matrices.
-
-    With a dynamic shape this is one `tf.cond` whose output has unknown
-    dimensions. Branching later on `tall` instead (x^T x vs x x^T) would put
-    both orientations of one tensor into the graph, and Grappler's symbolic
-    shape inference then unifies b with d across the branch not taken.
-    """
-    return _branch(tall, lambda: x, lambda: tf.transpose(x))
-
-
-def _gram(m: tf.Tensor) -> tf.Tensor:
-    """m^T m, the k x k Gram matrix of a tall matrix m."""
-    return tf.matmul(m, m, transpose_a=True)
-
-
-def _singular_from_eigenvalues(eigenvalues, threshold):
-    """(sqrt(lambda), 1 / sqrt(lambda)) with eigenvalues <= threshold as 0."""
-    keep = eigenvalues > threshold
-    safe = tf.where(keep, eigenvalues, tf.ones_like(eigenvalues))
-    singular = tf.where(keep, tf.sqrt(safe), tf.zeros_like(safe))
-    inverse = tf.where(keep, tf.math.rsqrt(safe), tf.zeros_like(safe))
-    return singular, inverse
-
-
-def _svd(x: tf.Tensor, eps: float):
-    """SVD with singular values below max(b, d) * eps * s_max dropped.
-
-    Returns (sum of kept singular values, U with dropped columns zeroed,
-    V^T, s_max / s_min over all singular values).
-    """
-    singular, left, right = tf.linalg.svd(x)
-    largest = tf.reduce_max(singular)
-    size = tf.cast(tf.reduce_max(tf.shape(x)), x.dtype)
-    keep = singular > size * eps * largest
-    kept = tf.where(keep, singular, tf.zeros_like(singular))
-    left = left * tf.cast(keep, x.dtype)
-    return tf.reduce_sum(kept), left, tf.transpose(right), singular
-
-
 def _empty(dtype, rank):
     return tf.zeros((0,) * rank, dtype)
 
 
 def _decompose(x: tf.Tensor):
-    """Sum of singular values of `x / scale` and what its gradient needs.
+    """Sum of singular values of `x` and what its gradient needs.
 
-    `x` is a 2-D float32 or float64 matrix. Returns a tuple
-    `(total, scale, tall, slots, route)`: `total` (float64) is the sum of
-    singular values of `x / scale`; `route` (int32) indexes `ROUTES`; `slots`
-    is `(gram32, left32, right32, values64, vectors64, left64, right64)`,
-    where route 0 fills `gram32` (its gradient decomposes it), route 1
-    `left32, right32` (U and V^T), route 2 `values64, vectors64` and route 3
-    `left64, right64`; the other slots are empty. All of them describe x
-    or x^T, whichever is tall (`tall` says which).
+    `x` is a 2-D float32 or float64 matrix with entries of order 1 (see
+    `rescale`). Returns a tuple `(total, scaled, tall, slots, route)`:
+    `total` (float64) is the sum of singular values of `scaled` (x or x^T,
+    whichever is tall); `route` (int32) indexes `ROUTES`; `slots` is
+    `(values64, vectors64, *deflated64, left64, right64)`, where routes 0
+    and 1 fill `values64, vectors64` (eigenpairs of m^T m, the Gram in
+    float32 resp. float64), routes 2 and 4 the five `deflated64` (see
+    `keras_featreg.ops.deflation.deflated`) and route 3 `left64, right64`
+    (U and V^T); the other slots are empty.
     """
-    scale = power_of_two_scale(x)
-    tall = _is_tall(x)
-    scaled = _oriented(x, tall) / scale
+    tall = is_tall(x)
+    scaled = oriented(x, tall)
     empty = {
-        "gram32": (_empty(x.dtype, 2),),
-        "svd32": (_empty(x.dtype, 2), _empty(x.dtype, 2)),
-        "gram64": (_empty(tf.float64, 1), _empty(tf.float64, 2)),
+        "eigen64": (_empty(tf.float64, 1), _empty(tf.float64, 2)),
+        "deflated64": (
+            _empty(tf.float64, 1),
+            _empty(tf.float64, 2),
+            _empty(tf.float64, 1),
+            _empty(tf.float64, 2),
+            _empty(tf.float64, 2),
+        ),
         "svd64": (_empty(tf.float64, 2), _empty(tf.float64, 2)),
     }
 
     def outputs(total, route, **filled):
         slots = []
-        for name in ("gram32", "svd32", "gram64", "svd64"):
+        for name in ("eigen64", "deflated64", "svd64"):
             slots.extend(filled.get(name, empty[name]))
         return (tf.cast(total, tf.float64), *slots, tf.constant(route))
 
     def svd64():
-        total, left, right, _ = _svd(tf.cast(scaled, tf.float64), _EPS_FLOAT64)
-        return outputs(total, 3, svd64=(left, right))
+        m64 = tf.cast(scaled, tf.float64)
+        singular, left, right = tf.linalg.svd(m64)
+        size = tf.cast(tf.reduce_max(tf.shape(m64)), tf.float64)
+        keep = singular > size * _EPS_FLOAT64 * tf.reduce_max(singular)
+        total = tf.reduce_sum(tf.where(keep, singular, tf.zeros_like(singular)))
+        left = left * tf.cast(keep, tf.float64)
+        return outputs(total, 3, svd64=(left, tf.transpose(right)))
+
+    def eigen(values, vectors, route):
+        singular, _ = singular_from_eigenvalues(values, 0.0)
+        kept = tf.where(values > 0, values, tf.zeros_like(values))
+        return outputs(tf.reduce_sum(singular), route, eigen64=(kept, vectors))
+
+    def deflated_route(m64, top, route, otherwise):
+        total, pairs, resolved = deflated(m64, *top, route == 4)
+        return tf.cond(
+            resolved, lambda: outputs(total, route, deflated64=pairs), otherwise
+        )
+
+    def two_decompositions(m64):
+        values, vectors = tf.linalg.eigh(gram(m64))
+        # An all-zero batch (every eigenvalue 0) passes with s_mu = 0.
+        accurate = values[0] >= RCOND_FLOAT64_GRAM * values[-1]
+
+        def deflate():
+            big = values >= DEFLATION_SPLIT * values[-1]
+            big_values = tf.boolean_mask(values, big)
+            big_vectors = tf.boolean_mask(vectors, big, axis=1)
+            return deflated_route(m64, (big_values, big_vectors), 2, svd64)
+
+        return tf.cond(accurate, lambda: eigen(values, vectors, 1), deflate)
 
     def float64_routes():
-        scaled64 = tf.cast(scaled, tf.float64)
-        values, vectors = tf.linalg.eigh(_gram(scaled64))
-        size = tf.cast(tf.size(values), tf.float64)
-        noise = _NOISE_FLOAT64 * size * values[-1]
-        kept = values > noise
-        if x.dtype == tf.float64:
-            # float64 output precision: dropping noise-floor eigenvalues
-            # would lose singular values up to ~1e-7 * s_max.
-            smallest_kept = values[0]
-        else:
-            smallest_kept = tf.reduce_min(tf.where(kept, values, values[-1]))
-        accurate = smallest_kept >= RCOND_FLOAT64_GRAM * values[-1]
+        m64 = tf.cast(scaled, tf.float64)
+        # A batch dominated by one direction (a collapsing one): that
+        # direction by power iteration, then one decomposition of the rest.
+        *top, dominant = dominant_direction(m64)
 
-        def gram64():
-            singular, _ = _singular_from_eigenvalues(values, noise)
-            # Eigenvalues at the noise floor are stored as exact zeros, so
-            # that the gradient drops their singular pairs too.
-            values_kept = tf.where(kept, values, tf.zeros_like(values))
-            return outputs(
-                tf.reduce_sum(singular), 2, gram64=(values_kept, vectors)
-            )
+        def collapsing():
+            return deflated_route(m64, top, 2, lambda: two_decompositions(m64))
 
-        return tf.cond(accurate, gram64, svd64)
+        return tf.cond(dominant, collapsing, lambda: two_decompositions(m64))
 
     def float32_gram():
-        gram = _gram(scaled)
-        values = tf.linalg.eigvalsh(tf.cast(gram, tf.float64))
-        well_conditioned = values[0] >= RCOND_FLOAT32 * values[-1]
+        m64 = tf.cast(scaled, tf.float64)
+        *top, dominant = dominant_direction(m64)
 
-        def route0():
-            # No eigenvalue is near zero here, so none is dropped; an
-            # all-zero batch (every eigenvalue 0) gives 0.
-            singular, _ = _singular_from_eigenvalues(values, 0.0)
-            return outputs(tf.reduce_sum(singular), 0, gram32=(gram,))
+        def collapsing():
+            # Never well conditioned (route 0 cannot take it); the rest,
+            # for these shapes, usually is: its Gram in float32 first.
+            def float64_gram():
+                return deflated_route(
+                    m64, top, 2, lambda: two_decompositions(m64)
+                )
 
-        return tf.cond(well_conditioned, route0, float64_routes)
+            return deflated_route(m64, top, 4, float64_gram)
 
-    def float32_svd():
-        total, left, right, singular = _svd(scaled, _EPS_FLOAT32)
-        largest = singular[0]  # sorted in decreasing order
-        smallest = singular[-1]
-        # U V^T of a square matrix is sensitive to 1 / (s_i + s_j), of a
-        # rectangular one to 1 / s_i (the polar factor's condition number).
-        square = tf.equal(tf.shape(x)[0], tf.shape(x)[1])
-        bottom = tf.where(square, tf.reduce_mean(singular[-2:]), smallest)
+        def spread():
+            # The float32 Gram, decomposed in float64 (TF's float32 eigh
+            # loses up to ~5e-6 of U V^T; this one ~1e-6 at k = 2048).
+            gram32 = tf.cast(gram(scaled), tf.float64)
+            values, vectors = tf.linalg.eigh(gram32)
+            well_conditioned = values[0] >= RCOND_FLOAT32 * values[-1]
 
-        def route1():
-            return outputs(total, 1, svd32=(left, right))
+            def route0():
+                # No eigenvalue is near zero here, so none is dropped; an
+                # all-zero batch (every eigenvalue 0) gives 0.
+                return eigen(values, vectors, 0)
 
-        def fallback():
-            # The float32 estimate of cond(x) is good to a few % at 1e5.
-            gram_can_resolve = smallest >= 1e-5 * largest
-            return tf.cond(gram_can_resolve, float64_routes, svd64)
+            return tf.cond(
+                well_conditioned, route0, lambda: two_decompositions(m64)
+            )
 
-        # An all-zero batch (s_max = 0) passes: every pair is dropped.
-        return tf.cond(bottom >= RCOND_FLOAT32_SVD * largest, route1, fallback)
+        return tf.cond(dominant, collapsing, spread)
 
     if x.dtype == tf.float64:
         result = float64_routes()
     else:
-        result = _branch(_far_from_square(x), float32_gram, float32_svd)
+        result = branch(_far_from_square(x), float32_gram, float64_routes)
     total, *slots, route = result
-    return total, scale, tall, tuple(slots), route
-
-
-def _direction(scaled, values, vectors):
-    """U V^T = m P of a tall m, P = W diag(1/s) W^T.
-
-    Eigenvalues <= 0 (dropped or all-zero) get 1/s = 0.
-    """
-    _, inverse = _singular_from_eigenvalues(values, 0.0)
-    projector = tf.matmul(vectors * inverse, vectors, transpose_b=True)
-    return tf.matmul(scaled, projector)
+    return total, scaled, tall, tuple(slots), route
 
 
 @tf.custom_gradient
 def _singular_value_sum(x: tf.Tensor):
     """Sum of singular values of a 2-D float32/float64 matrix, U V^T grad."""
-    total, scale, tall, slots, route = _decompose(x)
-    gram32, left32, right32, values64, vectors64, left64, right64 = slots
+    unit, scale = rescale(x)
+    total, scaled, tall, slots, route = _decompose(unit)
+    values64, vectors64, *deflated64, left64, right64 = slots
 
     def grad(upstream):
-        scaled = _oriented(x, tall) / scale
-
         def gram_float32():
-            values, vectors = tf.linalg.eigh(gram32)
-            return _direction(scaled, values, vectors)
-
-        def svd_float32():
-            return tf.matmul(left32, right32)
+            # P in float64, applied to the float32 batch in float32.
+            _, inverse = singular_from_eigenvalues(values64, 0.0)
+            projector = tf.matmul(
+                vectors64 * inverse, vectors64, transpose_b=True
+            )
+            return tf.matmul(scaled, tf.cast(projector, x.dtype))
 
         def gram_float64():
-            direction = _direction(
-                tf.cast(scaled, tf.float64), values64, vectors64
-            )
-            return tf.cast(direction, x.dtype)
+            m64 = tf.cast(scaled, tf.float64)
+            return tf.cast(direction(m64, values64, vectors64), x.dtype)
+
+        def deflated_float64():
+            # U V^T = m P_big + y P_small: the small pairs' directions come
+            # from y, which holds no trace of the big singular directions
+            # (m z_i would carry s_max times z_i's rounding in them).
+            big_values, big_vectors, small_values, small_vectors, y = deflated64
+            m64 = tf.cast(scaled, tf.float64)
+            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
+            uv = tf.matmul(big, big_vectors, transpose_b=True)
+            uv += direction(y, small_values, small_vectors)
+            return tf.cast(uv, x.dtype)
 
         def svd_float64():
             return tf.cast(tf.matmul(left64, right64), x.dtype)
 
-        branches = [gram_float32, svd_float32, gram_float64, svd_float64]
-        # Routes that cannot fire have statically empty slots: stand-ins.
-        if x.dtype == tf.float64:
-            branches[:2] = [gram_float64, gram_float64]
-        elif _far_from_square(x) is True:
-            branches[1] = gram_float32
-        elif _far_from_square(x) is False:
-            branches[0] = svd_float32
-        direction = tf.switch_case(route, branches)
-        direction = _oriented(direction, tall)  # back to x's orientation
-        direction = tf.ensure_shape(direction, x.shape)
-        return tf.cast(upstream, x.dtype) * direction
+        def deflated_float32():
+            # Route 4: the small pairs' part in float32, as computed.
+            big_values, big_vectors, small_values, small_vectors, y = deflated64
+            m64 = tf.cast(scaled, tf.float64)
+            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
+            uv = tf.matmul(big, big_vectors, transpose_b=True)
+            _, inverse = singular_from_eigenvalues(small_values, 0.0)
+            projector = tf.matmul(
+                small_vectors * inverse, small_vectors, transpose_b=True
+            )
+            small = tf.matmul(
+                tf.cast(y, tf.float32), tf.cast(projector, tf.float32)
+            )
+            return tf.cast(uv, x.dtype) + tf.cast(small, x.dtype)
 
-    return tf.cast(total, x.dtype) * scale, grad
-
-
-def _xla_tall(scaled: tf.Tensor):
-    """(sum of singular values, U V^T) of a tall matrix, for XLA.
-
-    One float64 Gram, one Jacobi eigendecomposition: fixed output shapes
-    (a scalar and `scaled`'s shape), whatever the route's inputs hold.
-    """
-    scaled64 = tf.cast(scaled, tf.float64)
-    values, vectors = self_adjoint_eig(_gram(scaled64), _EPSILON_XLA)
-    size = tf.cast(tf.size(values), tf.float64)
-    largest = tf.reduce_max(values)
-    noise = _NOISE_FLOAT64 * size * largest
-    singular, _ = _singular_from_eigenvalues(values, noise)
-    values_kept = tf.where(values > noise, values, tf.zeros_like(values))
-    direction = _direction(scaled64, values_kept, vectors)
-    return tf.reduce_sum(singular), tf.cast(direction, scaled.dtype)
-
-
-@tf.custom_gradient
-def _singular_value_sum_xla(x: tf.Tensor):
-    """`_singular_value_sum` for XLA: the float64 Gram route only."""
-    scale = power_of_two_scale(x)
-    scaled = x / scale
-
-    def wide():
-        total, direction = _xla_tall(tf.transpose(scaled))
-        return total, tf.transpose(direction)
-
-    total, direction = _branch(_is_tall(x), lambda: _xla_tall(scaled), wide)
-    direction = tf.ensure_shape(direction, x.shape)
-    # XLA compiles the input check away and its eigensolver turns NaN/Inf
-    # into finite numbers: make such a batch's value and gradient NaN.
-    finite = tf.reduce_all(tf.math.is_finite(x))
-    nan = tf.constant(float("nan"), tf.float64)
-    total = tf.where(finite, total, nan)
-    direction = tf.where(finite, direction, tf.cast(nan, x.dtype))
-
-    def grad(upstream):
-        return tf.cast(upstream, x.dtype) * direction
+        branches = [
+            gram_float32,
+            gram_float64,
+            deflated_float64,
+            svd_float64,
+            deflated_float32,
+        ]
+        if x.dtype == tf.float64 or _far_from_square(x) is False:
+            # Routes 0 and 4 cannot fire: stand-ins.
+            branches[0] = gram_float64
+            branches[4] = deflated_float64
+        uv = tf.switch_case(route, branches)
+        uv = oriented(uv, tall)  # back to x's orientation
+        uv = tf.ensure_shape(uv, x.shape)
+        return tf.cast(upstream, x.dtype) * uv
 
     return tf.cast(total, x.dtype) * scale, grad
 
@@ -368,7 +305,7 @@ def singular_value_sum(x: tf.Tensor) -> tf.Tensor:
     Inside a tf.distribute replica, where a replica can receive no rows
     (the last partial batch), a matrix with no rows gives 0.
     """
-    fn = _singular_value_sum_xla if in_xla_context() else _singular_value_sum
+    fn = singular_value_sum_xla if in_xla_context() else _singular_value_sum
     if x.shape[0] is not None or not _in_replica():
         return fn(x)
     empty = tf.equal(tf.shape(x)[0], 0)
@@ -394,19 +331,19 @@ def mean_singular_value(x) -> tf.Tensor:
     normalization happens inside: L2-normalize the rows first for the bounds
     of `svmax_bounds` to apply.
 
-    Computed from one decomposition, chosen in the graph per batch: the
-    eigendecomposition of the smaller Gram matrix (float32 when the batch
-    is well conditioned, float64 otherwise) or an SVD (float32 for
-    near-square shapes, float64 when cond(x) > 1e5), with a custom gradient
-    U V^T / k that reuses it and never runs a second SVD. Value within
-    ~1e-6 of float64 and exact to float32 precision on collapsed batches
-    too; finite gradients on rank-deficient and all-zero batches (the
-    minimum-norm subgradient). See the module docstring for the routes.
+    Computed from one eigendecomposition of the smaller Gram matrix, chosen
+    in the graph per batch (float32 when the batch is well conditioned,
+    float64 otherwise, deflated once for nearly collapsed batches), with a
+    custom gradient U V^T / k that reuses it and never runs a second
+    decomposition. Value within ~1e-6 of float64 and exact to float32
+    precision on collapsed batches too; finite gradients on rank-deficient
+    and all-zero batches (the minimum-norm subgradient). See the module
+    docstring for the routes.
 
     Under XLA (`jit_compile=True`, Keras' default on a GPU) one float64
-    Gram route compiles for any batch size, static or not (module
-    docstring). A batch with no rows inside a tf.distribute replica (an
-    empty replica) has s_mu = 0 and a zero gradient.
+    Gram route compiles for any batch size, static or not. A batch with no
+    rows inside a tf.distribute replica (an empty replica) has s_mu = 0 and
+    a zero gradient.
 
     Args:
         x: Float tensor `(batch_size, features)`; rank > 2 is flattened over
@@ -417,6 +354,8 @@ def mean_singular_value(x) -> tf.Tensor:
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> x = keras.ops.eye(3)
     >>> float(keras_featreg.ops.mean_singular_value(x))
     1.0
