@@ -67,6 +67,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_featreg import data  # noqa: E402
+from keras_featreg import ops  # noqa: E402
 from keras_featreg.ops import mean_singular_value  # noqa: E402
 from keras_featreg.ops import svmax_bounds  # noqa: E402
 
@@ -199,12 +200,15 @@ class CountingModel(keras.Model):
                 - tf.reduce_sum(tf.square(other - tile_sum), axis=-1)
             )
         )
-        s_mu = mean_singular_value(whole)
+        # SVMax's unbounded penalty (Eq. 1) on the un-normalized counts.
+        penalty, s_mu = ops.svmax_penalty(
+            whole, self.factor, bounded=False, normalize=False
+        )
         loss = equivariance
         if self.variant == "repulsion":
             loss = loss + repulsion
         elif self.variant == "svmax":
-            loss = loss - self.factor * s_mu
+            loss = loss + penalty
         norm = tf.reduce_mean(tf.norm(whole, axis=-1))
         return {
             "loss": loss,

@@ -71,9 +71,13 @@ def get_strategy(name: str = "default", devices=None) -> tf.distribute.Strategy:
 
     Example:
 
-    >>> strategy = keras_featreg.distribute.get_strategy(args.strategy)
+    >>> import keras
+    >>> import keras_featreg
+    >>> strategy = keras_featreg.distribute.get_strategy("default")  # a flag
     >>> with strategy.scope():
-    ...     model = build_model()
+    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> strategy.num_replicas_in_sync
+    1
     """
     if isinstance(name, tf.distribute.Strategy):
         return name

@@ -9,60 +9,24 @@ checkpoints with `tf.train.CheckpointManager` so that a restarted job resumes
 at the last saved step, on the same data, with the same weights.
 """
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
+from keras_featreg.distribute.build import build_for_training
+from keras_featreg.distribute.checkpoint import WorkerCheckpoints
+from keras_featreg.distribute.data import distribute_dataset
+from keras_featreg.distribute.data import element_spec
+from keras_featreg.distribute.data import resolve_steps_per_epoch
+from keras_featreg.distribute.data import split_global_batches
 from keras_featreg.distribute.strategy import get_strategy
 from keras_featreg.distribute.strategy import is_chief
 from keras_featreg.utils.validation import check_int
 
-
-def split_global_batches(
-    dataset: tf.data.Dataset, input_context: tf.distribute.InputContext
-) -> tf.data.Dataset:
-    """The rows of each global batch that this worker's replicas own.
-
-    Replica `r` of `R` gets rows `[r * B // R, (r + 1) * B // R)` of every
-    global batch of `B` rows: exactly the split `MirroredStrategy` makes, and
-    the same global batch as a one-process run, whatever the number of
-    workers. Every worker reads the whole dataset and keeps its replicas'
-    slices, in replica order (the order `distribute_datasets_from_function`
-    hands elements to the local replicas).
-
-    Args:
-        dataset: `tf.data.Dataset` of global batches (tensors or nested
-            structures with the batch on axis 0).
-        input_context: The `tf.distribute.InputContext` of this worker.
-
-    Returns:
-        A dataset of per-replica batches, `R / num_workers` per global batch.
-    """
-    replicas = input_context.num_replicas_in_sync
-    workers = input_context.num_input_pipelines
-    local = replicas // workers
-    first = input_context.input_pipeline_id * local
-
-    def split(*batch):
-        batch = batch[0] if len(batch) == 1 else batch
-        size = tf.shape(tf.nest.flatten(batch)[0])[0]
-        bounds = [(size * (first + i)) // replicas for i in range(local + 1)]
-        slices = [
-            tf.nest.map_structure(
-                lambda x, i=i: x[bounds[i] : bounds[i + 1]], batch
-            )
-            for i in range(local)
-        ]
-        pieces = tf.data.Dataset.from_tensors(slices[0])
-        for piece in slices[1:]:
-            pieces = pieces.concatenate(tf.data.Dataset.from_tensors(piece))
-        return pieces
-
-    return dataset.flat_map(split)
+# `split_global_batches` lived here; the old import path keeps working.
+__all__ = ["DistributedTrainer", "split_global_batches", "train_multi_worker"]
 
 
 class DistributedTrainer:
@@ -81,13 +45,13 @@ class DistributedTrainer:
     gradients (all workers') before the update, and Keras' per-sample
     losses divide by the number of replicas, so a step equals one step of a
     single process on the same global batch (the library's losses gather
-    their batch statistics; see `keras_featreg.distribute.gather_batch`).
+    their batch statistics; see `keras_featreg.ops.gather_batch`).
 
     Data. Pass a `tf.data.Dataset` of global batches, the same (same order,
     seeded shuffles) on every worker: each replica trains on its slice of
     every global batch (`split_global_batches`), so the run is the same as
-    one process on that dataset. Or pass a function
-    `dataset_fn(input_context)` returning this worker's dataset of
+    one process on that dataset (`keras_featreg.distribute.data`). Or pass
+    a function `dataset_fn(input_context)` returning this worker's dataset of
     per-replica batches (shard files or rows with
     `input_context.input_pipeline_id`), the usual tf.distribute sharding
     for data too large to read on every worker; `steps_per_epoch` is then
@@ -103,8 +67,8 @@ class DistributedTrainer:
     worker killed mid-run). All workers must reach the same
     `checkpoint_dir` (a shared file system or a bucket): the chief writes
     there, the other workers write to a scratch directory they delete (all
-    workers must take part in a save). Epoch metrics restart from zero
-    after a resume.
+    workers must take part in a save; `keras_featreg.distribute.checkpoint`).
+    Epoch metrics restart from zero after a resume.
 
     Args:
         model: A compiled `keras.Model`, created (and compiled) inside
@@ -120,13 +84,22 @@ class DistributedTrainer:
 
     Example:
 
-    >>> strategy = keras_featreg.distribute.get_strategy("multiworker")
+    >>> import keras
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_featreg
+    >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    >>> global_batches = tf.data.Dataset.from_tensor_slices((x, x)).batch(8)
+    >>> strategy = keras_featreg.distribute.get_strategy(
+    ...     "default")  # "multiworker" on a cluster
     >>> with strategy.scope():
-    ...     model = build_model()
-    ...     model.compile(optimizer="adam", loss=loss)
+    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+    ...     model.compile(optimizer="adam", loss="mse")
     >>> trainer = keras_featreg.distribute.DistributedTrainer(
-    ...     model, checkpoint_dir="/shared/run1")
-    >>> history = trainer.fit(global_batches, epochs=10)
+    ...     model, checkpoint_dir="checkpoints")  # shared storage
+    >>> history = trainer.fit(global_batches, epochs=2, verbose=0)
+    >>> len(history["loss"])
+    2
     """
 
     def __init__(
@@ -166,8 +139,7 @@ class DistributedTrainer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._train_function = None
         self._barrier_function = None
-        self._checkpoint = None
-        self._manager = None
+        self._checkpoints_ = None
 
     @property
     def is_chief(self) -> bool:
@@ -176,24 +148,17 @@ class DistributedTrainer:
 
     # Checkpoints -----------------------------------------------------------
 
-    def _checkpoint_manager(self) -> tf.train.CheckpointManager | None:
-        if self.checkpoint_dir is None:
-            return None
-        if self._manager is None:
-            self._checkpoint = tf.train.Checkpoint(
-                model=self.model, optimizer=self.model.optimizer, step=self.step
+    def _checkpoints(self) -> WorkerCheckpoints | None:
+        if self.checkpoint_dir is not None and self._checkpoints_ is None:
+            self._checkpoints_ = WorkerCheckpoints(
+                self.strategy,
+                self.checkpoint_dir,
+                self.max_to_keep,
+                model=self.model,
+                optimizer=self.model.optimizer,
+                step=self.step,
             )
-            directory = self.checkpoint_dir
-            if not self.is_chief:
-                resolver = self.strategy.cluster_resolver
-                directory = os.path.join(
-                    self.checkpoint_dir,
-                    f".scratch_{resolver.task_type}_{resolver.task_id}",
-                )
-            self._manager = tf.train.CheckpointManager(
-                self._checkpoint, directory, max_to_keep=self.max_to_keep
-            )
-        return self._manager
+        return self._checkpoints_
 
     def restore(self) -> int:
         """Restores the latest checkpoint, if any; returns its step.
@@ -202,10 +167,8 @@ class DistributedTrainer:
         variable, the optimizer's included, must exist, since Keras creates
         some lazily and a deferred restore would skip them.
         """
-        manager = self._checkpoint_manager()
-        if manager is None:
-            return int(self.step.numpy())
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        checkpoints = self._checkpoints()
+        latest = None if checkpoints is None else checkpoints.latest()
         if latest is not None:
             if not (self.model.built and self.model.optimizer.built):
                 raise ValueError(
@@ -214,20 +177,15 @@ class DistributedTrainer:
                     f"{self.model.built}, optimizer.built="
                     f"{self.model.optimizer.built}"
                 )
-            self._checkpoint.restore(latest).assert_consumed()
+            checkpoints.restore(latest)
         return int(self.step.numpy())
 
     def save(self) -> str | None:
         """Saves a checkpoint (every worker must call it); returns its path."""
-        manager = self._checkpoint_manager()
-        if manager is None:
+        checkpoints = self._checkpoints()
+        if checkpoints is None:
             return None
-        path = manager.save(checkpoint_number=self.step)
-        if not self.is_chief:
-            shutil.rmtree(manager.directory, ignore_errors=True)
-            self._manager = None
-            return None
-        return path
+        return checkpoints.save(self.step)
 
     # Training --------------------------------------------------------------
 
@@ -238,16 +196,8 @@ class DistributedTrainer:
             dataset: What `fit` takes (a dataset or a dataset function);
                 only its element spec is used.
         """
-        if isinstance(dataset, tf.data.Dataset):
-            element_spec = dataset.element_spec
-        else:
-            element_spec = dataset(tf.distribute.InputContext()).element_spec
         with self.strategy.scope():
-            symbolic_build = getattr(self.model, "_symbolic_build", None)
-            if symbolic_build is not None:  # what `fit` does first
-                symbolic_build(data_batch=element_spec)
-            elif not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)
+            build_for_training(self.model, element_spec(dataset))
 
     def _make_train_function(self) -> Callable:
         strategy = self.strategy
@@ -263,25 +213,6 @@ class DistributedTrainer:
             }
 
         return train_function
-
-    def _distribute(self, dataset, skip: int):
-        strategy = self.strategy
-        if isinstance(dataset, tf.data.Dataset):
-
-            def dataset_fn(context):
-                batches = dataset.repeat().skip(skip)
-                return split_global_batches(batches, context)
-
-        else:
-
-            def dataset_fn(context):
-                local = (
-                    context.num_replicas_in_sync // context.num_input_pipelines
-                )
-                return dataset(context).repeat().skip(skip * local)
-
-        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
-        return strategy.distribute_datasets_from_function(dataset_fn, options)
 
     def fit(
         self,
@@ -316,21 +247,7 @@ class DistributedTrainer:
             step count at the end of each).
         """
         epochs = check_int("epochs", epochs, minimum=1)
-        if steps_per_epoch is None:
-            if not isinstance(dataset, tf.data.Dataset):
-                raise ValueError(
-                    "`steps_per_epoch` is required with a dataset function. "
-                    "Received: steps_per_epoch=None"
-                )
-            steps_per_epoch = int(dataset.cardinality().numpy())
-            if steps_per_epoch <= 0:
-                raise ValueError(
-                    "The dataset's length is unknown or infinite: pass "
-                    "`steps_per_epoch`. Received: steps_per_epoch=None"
-                )
-        steps_per_epoch = check_int(
-            "steps_per_epoch", steps_per_epoch, minimum=1
-        )
+        steps_per_epoch = resolve_steps_per_epoch(dataset, steps_per_epoch)
         if self._train_function is None:
             self.build(dataset)
             self._train_function = self._make_train_function()
@@ -339,7 +256,7 @@ class DistributedTrainer:
         history = {"epoch": [], "step": []}
         if start >= total:
             return history
-        distributed = self._distribute(dataset, start)
+        distributed = distribute_dataset(self.strategy, dataset, start)
         callbacks = keras.callbacks.CallbackList(
             callbacks,
             model=self.model,
@@ -449,8 +366,19 @@ def train_multi_worker(
 
     Example:
 
+    >>> import keras
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_featreg
+    >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    >>> global_batches = tf.data.Dataset.from_tensor_slices((x, x)).batch(8)
+    >>> def build_model():
+    ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+    ...     model.compile(optimizer="adam", loss="mse")
+    ...     return model
     >>> model, history = keras_featreg.distribute.train_multi_worker(
-    ...     build_model, global_batches, epochs=5, checkpoint_dir="/shared/run")
+    ...     build_model, global_batches, epochs=2, strategy="default",
+    ...     checkpoint_dir="run", verbose=0)  # default: "multiworker"
     """
     strategy = get_strategy(strategy)
     with strategy.scope():

@@ -56,6 +56,16 @@ class EmbeddingRegularization(keras.layers.Layer):
     `strategy.run` gives the mean over replicas, which for
     `last_penalty` is the global batch's penalty.
 
+    Why these two and not a metric: they serve one purpose the other ways
+    to log s_mu do not, the state of this layer's regularizer on the batch
+    it trained on, inside the model (one value per regularized layer,
+    saved with its weights, readable by a callback without a forward pass).
+    `keras_featreg.metrics.MeanSingularValue` averages the s_mu of the
+    model's outputs over an epoch (compiled metrics see outputs only, not
+    an inner layer's features), and `CollapseMonitor`
+    (`keras_featreg.callbacks`) measures a fixed probe batch at the end of
+    epochs.
+
     Args:
         regularizer: A `keras.regularizers.Regularizer` instance, or a
             string or config dict understood by `keras.regularizers.get`.
@@ -73,6 +83,8 @@ class EmbeddingRegularization(keras.layers.Layer):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> regularizer = keras_featreg.regularizers.SVMaxRegularizer(0.1)
     >>> inputs = keras.Input((32,))
     >>> embeddings = keras.layers.Dense(16)(inputs)
@@ -144,8 +156,6 @@ class EmbeddingRegularization(keras.layers.Layer):
                 regularizer.normalize
             ):
                 s_mu = stats["mean_singular_value"]
-        elif hasattr(regularizer, "penalty"):
-            loss = regularizer.penalty(features)
         else:
             loss = regularizer(features)
         loss = tf.cast(loss, tf.float32)

@@ -3,16 +3,18 @@
 import keras
 import tensorflow as tf
 
-from keras_featreg.distribute.gather import gather_batch
-from keras_featreg.losses.vicreg import _two_views
+from keras_featreg.losses.two_view import TwoViewLoss
+from keras_featreg.ops import as_view_pair
+from keras_featreg.ops import gather_batch
 from keras_featreg.ops import l2_normalize
-from keras_featreg.regularizers.svmax import SVMaxRegularizer
+from keras_featreg.ops import svmax_penalty
+from keras_featreg.ops.batch import in_replica_context
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class InvarianceSVMaxLoss(keras.losses.Loss):
+class InvarianceSVMaxLoss(TwoViewLoss):
     """Pulls two views together; SVMax keeps the batch from collapsing.
 
     The SVMax paper's self-supervised recipe (appendix B.3, Eq. 19) in a
@@ -24,7 +26,7 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
     ```python
     z = l2_normalize(z)                        # normalize=True
     invariance[i] = sum_j (z_a[i, j] - z_b[i, j]) ** 2
-    svmax = (P(z_a) + P(z_b)) / 2              # P = SVMaxRegularizer.penalty
+    svmax = (P(z_a) + P(z_b)) / 2              # P = ops.svmax_penalty
     loss[i] = invariance_weight * invariance[i] + svmax
     ```
 
@@ -34,10 +36,13 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
     the two terms have known ranges; with `normalize=False, bounded=False`
     it is Eq. 19 literally (`- factor * s_mu` on raw embeddings).
 
+    The penalty is `keras_featreg.ops.svmax_penalty`; `terms(z_a, z_b)`
+    returns the invariance and the views' mean s_mu (`TwoViewLoss`).
+
     Distributed training (`gather=True`, the default): inside
     `strategy.run` with several replicas SVMax (s_mu and its bounds) is
     computed on the global batch, gathered with gradient
-    (`keras_featreg.distribute.gather_batch`), and the invariance on each
+    (`keras_featreg.ops.gather_batch`), and the invariance on each
     replica's own rows, so the loss and gradients equal a single-device run
     on the global batch. `gather=False` uses each replica's own batch (its
     own b in the bounds): the loss is the mean over replicas of the
@@ -57,6 +62,8 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> loss = keras_featreg.losses.InvarianceSVMaxLoss(factor=1.0)
     >>> value = loss(keras.random.normal((32, 16), seed=1),
     ...              keras.random.normal((32, 16), seed=2))
@@ -83,45 +90,35 @@ class InvarianceSVMaxLoss(keras.losses.Loss):
         self.bounded = check_bool("bounded", bounded)
         self.normalize = check_bool("normalize", normalize)
         self.gather = check_bool("gather", gather)
-        # Normalization happens here, once, for both terms.
-        self._svmax = SVMaxRegularizer(
-            factor=self.factor, bounded=self.bounded, normalize=False
-        )
-
-    def _prepare(self, z_a, z_b):
-        z_a, z_b = _two_views(z_a, z_b)
-        if self.normalize:
-            z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
-        return z_a, z_b
 
     term_names = ("invariance", "svmax_mean_singular_value")
 
-    def terms(self, z_a, z_b) -> dict:
-        """Unweighted terms: invariance and the mean s_mu of the views.
-
-        On the global batch with `gather=True` under tf.distribute.
-        """
-        z_a, z_b = self._prepare(z_a, z_b)
+    def values_and_terms(self, z_a, z_b, with_terms: bool = True):
+        z_a, z_b = as_view_pair(z_a, z_b, min_batch_size=2)
+        if self.normalize:  # once, for both terms
+            z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
+        invariance = tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
+        views = (z_a, z_b)
+        if self.gather:  # the batch statistic of the global batch
+            views = gather_batch(views)
+        (penalty_a, s_a), (penalty_b, s_b) = (
+            svmax_penalty(z, self.factor, self.bounded, normalize=False)
+            for z in views
+        )
+        penalty = tf.cast((penalty_a + penalty_b) / 2.0, invariance.dtype)
+        values = self.invariance_weight * invariance + penalty
+        if not with_terms:
+            return values, None
         if self.gather:
-            z_a, z_b = gather_batch((z_a, z_b))
-        s_a = self._svmax.stats(z_a)["mean_singular_value"]
-        s_b = self._svmax.stats(z_b)["mean_singular_value"]
-        return {
-            "invariance": tf.reduce_mean(
-                tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
-            ),
+            invariance = gather_batch(invariance)
+        terms = {
+            "invariance": tf.reduce_mean(invariance),
             "svmax_mean_singular_value": (s_a + s_b) / 2.0,
         }
-
-    def call(self, y_true, y_pred):
-        z_a, z_b = self._prepare(y_true, y_pred)
-        invariance = tf.reduce_sum(tf.square(z_a - z_b), axis=-1)
-        if self.gather:  # the batch statistic of the global batch
-            z_a, z_b = gather_batch((z_a, z_b))
-        penalty = (self._svmax.penalty(z_a) + self._svmax.penalty(z_b)) / 2.0
-        return self.invariance_weight * invariance + tf.cast(
-            penalty, invariance.dtype
-        )
+        if self.normalize and (self.gather or not in_replica_context()):
+            # The first view's global s_mu, which TwoViewModel logs.
+            terms["mean_singular_value"] = s_a
+        return values, terms
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -1,15 +1,11 @@
-"""Proxy Anchor loss (Kim et al. 2020) and the layer that holds the proxies.
+"""Proxy Anchor loss (Kim et al. 2020), on the similarities of `ProxyAnchor`.
 
-Keras 3 trains only the variables its model tracks: `Model.fit` updates
-`model.trainable_variables`, collected from the model's layers and their
-attributes. A `keras.losses.Loss` is not tracked (the compiled loss exposes
-metric variables only), so a loss that owned the proxies would never train
-them. The proxies therefore live in a layer, `ProxyAnchor`, placed at the
-end of the training model: it outputs the cosine similarities between the
-embeddings and its proxies, and `ProxyAnchorLoss` turns those and the labels
-into the loss. `fit` trains the proxies with the rest of the model, they are
-saved with it, and under a `tf.distribute` strategy they are mirrored like
-any weight. For retrieval, use the sub-model that stops before the layer.
+The proxies are weights of the model: they live in the layer
+`keras_featreg.layers.ProxyAnchor` (see `keras_featreg.layers.proxy_anchor`
+for why a loss cannot own them), which outputs the cosine similarities
+between the embeddings and its proxies; `ProxyAnchorLoss` turns those and
+the labels into the loss. `ProxyAnchor` stays importable from here and
+from `keras_featreg.losses`.
 
 ```python
 inputs = keras.Input((784,))
@@ -29,12 +25,12 @@ reproduced here.
 import keras
 import tensorflow as tf
 
+from keras_featreg.layers.proxy_anchor import ProxyAnchor
 from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.batch import as_matrix
 from keras_featreg.ops.pairwise import as_labels
 from keras_featreg.ops.pairwise import log1p_sum_exp
 from keras_featreg.ops.pairwise import pairwise_similarities
-from keras_featreg.utils.validation import check_int
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
@@ -124,90 +120,6 @@ def proxy_anchor_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class ProxyAnchor(keras.layers.Layer):
-    """Holds one trainable proxy per class; outputs cosine similarities.
-
-    ```python
-    outputs[i, c] = cos(inputs[i], proxies[c])     # (batch_size, num_classes)
-    ```
-
-    The training head for `ProxyAnchorLoss`: the proxies are weights of the
-    model, so `fit` trains them and saving keeps them. Computes in float32
-    (or float64) whatever the dtype policy, and does not autocast.
-
-    Args:
-        num_classes: Int, number of classes (proxies).
-        proxy_initializer: Initializer for the proxies. Defaults to the
-            paper's Kaiming normal: `VarianceScaling(scale=2, mode="fan_in",
-            distribution="untruncated_normal")` on the `(num_classes, dim)`
-            matrix, i.e. std `sqrt(2 / num_classes)` as PyTorch's
-            `kaiming_normal_(mode="fan_out")` in the authors' code.
-        **kwargs: Base layer keyword arguments (`name`, `dtype`, ...).
-
-    Call arguments:
-        inputs: Embeddings of shape `(batch_size, dim)`.
-
-    Returns:
-        Cosine similarities of shape `(batch_size, num_classes)`.
-
-    Example:
-
-    >>> head = keras_featreg.losses.ProxyAnchor(num_classes=10)
-    >>> head(np.ones((4, 8), "float32")).shape
-    TensorShape([4, 10])
-
-    Reference:
-    - [Kim et al., 2020](https://arxiv.org/abs/2003.13911)
-    """
-
-    def __init__(
-        self, num_classes: int, proxy_initializer=None, **kwargs
-    ) -> None:
-        kwargs.setdefault("autocast", False)
-        super().__init__(**kwargs)
-        self.num_classes = check_int("num_classes", num_classes, minimum=1)
-        if proxy_initializer is None:
-            proxy_initializer = keras.initializers.VarianceScaling(
-                scale=2.0, mode="fan_in", distribution="untruncated_normal"
-            )
-        self.proxy_initializer = keras.initializers.get(proxy_initializer)
-
-    def build(self, input_shape) -> None:
-        dim = input_shape[-1]
-        if dim is None or len(input_shape) != 2:
-            raise ValueError(
-                "`ProxyAnchor` needs inputs of shape (batch_size, dim) with a "
-                f"known dim. Received: input_shape={input_shape}"
-            )
-        self.proxies = self.add_weight(
-            shape=(self.num_classes, dim),
-            initializer=self.proxy_initializer,
-            dtype="float32",
-            name="proxies",
-        )
-
-    def call(self, inputs):
-        embeddings = as_matrix(inputs, "inputs")
-        proxies = tf.cast(self.proxies.value, embeddings.dtype)
-        return pairwise_similarities(embeddings, proxies, normalize=True)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.num_classes)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "proxy_initializer": keras.initializers.serialize(
-                    self.proxy_initializer
-                ),
-            }
-        )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="keras_featreg")
 class ProxyAnchorLoss(LabelLoss):
     """Proxy Anchor loss on the similarities output by `ProxyAnchor`.
 
@@ -219,8 +131,8 @@ class ProxyAnchorLoss(LabelLoss):
 
     Kim et al. (2020), with cosine similarity `s`; see
     `proxy_anchor_loss_from_similarities`. The proxies are the weights of a
-    `ProxyAnchor` layer at the end of the model (a loss cannot own weights
-    that `fit` trains; see the module docstring). The loss is a batch value,
+    `keras_featreg.layers.ProxyAnchor` layer at the end of the model (a loss
+    cannot own weights that `fit` trains). The loss is a batch value,
     broadcast onto every sample.
 
     `y_true`: integer labels in `[0, num_classes)`, shape `(batch_size,)` or
@@ -237,9 +149,11 @@ class ProxyAnchorLoss(LabelLoss):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> inputs = keras.Input((8,))
     >>> embeddings = keras.layers.Dense(4)(inputs)
-    >>> head = keras_featreg.losses.ProxyAnchor(num_classes=3)
+    >>> head = keras_featreg.layers.ProxyAnchor(num_classes=3)
     >>> model = keras.Model(inputs, head(embeddings))
     >>> model.compile(
     ...     optimizer="adam", loss=keras_featreg.losses.ProxyAnchorLoss()
@@ -269,3 +183,11 @@ class ProxyAnchorLoss(LabelLoss):
         config = super().get_config()
         config.update({"margin": self.margin, "alpha": self.alpha})
         return config
+
+
+__all__ = [
+    "ProxyAnchor",
+    "ProxyAnchorLoss",
+    "proxy_anchor_loss",
+    "proxy_anchor_loss_from_similarities",
+]

@@ -3,23 +3,24 @@
 import keras
 import tensorflow as tf
 
-from keras_featreg.distribute.gather import gather_batch
-from keras_featreg.distribute.gather import in_replica_context
-from keras_featreg.distribute.gather import local_rows
 from keras_featreg.losses.labels import LabelLoss
+from keras_featreg.ops import gather_batch
+from keras_featreg.ops import local_rows
+from keras_featreg.ops.batch import in_replica_context
+from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.utils.validation import check_bool
 
 
 def _penalty(regularizer, embeddings) -> tf.Tensor:
     """The regularizer's penalty of one batch, as the formula documents it.
 
-    `SVMaxRegularizer` and `VICRegRegularizer` have `penalty(x)`; their
-    `__call__` multiplies it by the batch size, which Keras' activity
-    regularization path divides out again. Other regularizers are called.
+    A `BatchStatisticRegularizer` (`SVMaxRegularizer`, `VICRegRegularizer`)
+    gives `penalty(x)`: its `__call__` multiplies that by the batch size,
+    which Keras' activity regularization path divides out again. Any other
+    regularizer is called.
     """
-    penalty = getattr(regularizer, "penalty", None)
-    if callable(penalty):
-        return penalty(embeddings)
+    if isinstance(regularizer, BatchStatisticRegularizer):
+        return regularizer.penalty(embeddings)
     return regularizer(embeddings)
 
 
@@ -44,7 +45,7 @@ class RegularizedLoss(LabelLoss):
 
     - `gather=True` (default): the regularizer sees the global batch, the
       embeddings of all replicas gathered with gradient
-      (`keras_featreg.distribute.gather_batch`): s_mu, and the bounds L and
+      (`keras_featreg.ops.gather_batch`): s_mu, and the bounds L and
       U with the global b.
     - `gather_loss` (default: as `gather`): the wrapped loss mines its
       pairs, triplets (hard negatives included) or proxies' sums over the
@@ -83,10 +84,13 @@ class RegularizedLoss(LabelLoss):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> loss = keras_featreg.losses.RegularizedLoss(
     ...     keras_featreg.losses.TripletLoss(margin=0.2),
     ...     keras_featreg.regularizers.SVMaxRegularizer(factor=0.1),
     ... )
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=loss)
 
     Reference:

@@ -3,35 +3,16 @@
 import keras
 import tensorflow as tf
 
-from keras_featreg.distribute.gather import gather_batch
-from keras_featreg.ops import as_matrix
-from keras_featreg.ops import vicreg_covariance
-from keras_featreg.ops import vicreg_variance
+from keras_featreg.losses.two_view import TwoViewLoss
+from keras_featreg.ops import gather_batch
+from keras_featreg.ops import vicreg_terms
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
 
-def _two_views(z_a, z_b) -> tuple[tf.Tensor, tf.Tensor]:
-    """Validates a pair of view embeddings: same shape, 2-D, >= 2 rows."""
-    z_a = as_matrix(z_a, "z_a", min_batch_size=2)
-    z_b = as_matrix(z_b, "z_b", min_batch_size=2)
-    if z_a.shape.is_fully_defined() and z_b.shape.is_fully_defined():
-        if z_a.shape != z_b.shape:
-            raise ValueError(
-                "The two views' embeddings must have the same shape. "
-                f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-            )
-    elif z_a.shape[1] != z_b.shape[1]:
-        raise ValueError(
-            "The two views' embeddings must have the same number of "
-            f"features. Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-        )
-    return z_a, tf.cast(z_b, z_a.dtype)
-
-
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class VICRegLoss(keras.losses.Loss):
+class VICRegLoss(TwoViewLoss):
     """VICReg: invariance, variance and covariance of two views' embeddings.
 
     Called as `loss(z_a, z_b)` (the first view's embeddings take the place
@@ -50,6 +31,9 @@ class VICRegLoss(keras.losses.Loss):
     the paper's invariance sums over features (d times the code's mean)
     and the paper's variance term sums the two views (the code averages).
 
+    A weighted sum of `keras_featreg.ops.vicreg_terms`, which `terms(z_a,
+    z_b)` returns unweighted (`TwoViewLoss` interface).
+
     Per-sample output: `call` returns, for each row i,
     `invariance_weight * mean_j (z_a[i, j] - z_b[i, j]) ** 2` plus the
     batch-level variance and covariance terms, so Keras' default reduction
@@ -62,7 +46,7 @@ class VICRegLoss(keras.losses.Loss):
     Distributed training (`gather=True`, the default): inside
     `strategy.run` with several replicas the variance and covariance are
     computed on the global batch, the embeddings of all replicas gathered
-    with gradient (`keras_featreg.distribute.gather_batch`), and the
+    with gradient (`keras_featreg.ops.gather_batch`), and the
     invariance on each replica's own rows, as the reference code does
     (`FullGatherLayer`). The training loss and gradients then equal a
     single-device run on the global batch. `gather=False` computes every
@@ -82,6 +66,8 @@ class VICRegLoss(keras.losses.Loss):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> loss = keras_featreg.losses.VICRegLoss()
     >>> z_a = keras.random.normal((32, 16), seed=1)
     >>> z_b = keras.random.normal((32, 16), seed=2)
@@ -119,39 +105,25 @@ class VICRegLoss(keras.losses.Loss):
 
     term_names = ("invariance", "variance", "covariance")
 
-    def terms(self, z_a, z_b) -> dict:
-        """The unweighted terms: invariance, variance, covariance (scalars).
-
-        On the global batch with `gather=True` under tf.distribute.
-        """
-        z_a, z_b = _two_views(z_a, z_b)
-        if self.gather:
-            z_a, z_b = gather_batch((z_a, z_b))
-        return {
-            "invariance": tf.reduce_mean(tf.square(z_a - z_b)),
-            "variance": (
-                vicreg_variance(z_a, self.gamma, self.epsilon)
-                + vicreg_variance(z_b, self.gamma, self.epsilon)
-            )
-            / 2.0,
-            "covariance": vicreg_covariance(z_a) + vicreg_covariance(z_b),
-        }
-
-    def call(self, y_true, y_pred):
-        z_a, z_b = _two_views(y_true, y_pred)
-        invariance = tf.reduce_mean(tf.square(z_a - z_b), axis=-1)
-        if self.gather:  # batch statistics of the global batch
-            z_a, z_b = gather_batch((z_a, z_b))
-        variance = (
-            vicreg_variance(z_a, self.gamma, self.epsilon)
-            + vicreg_variance(z_b, self.gamma, self.epsilon)
-        ) / 2.0
-        covariance = vicreg_covariance(z_a) + vicreg_covariance(z_b)
-        spread = (
-            self.variance_weight * variance
-            + self.covariance_weight * covariance
+    def values_and_terms(self, z_a, z_b, with_terms: bool = True):
+        terms = vicreg_terms(
+            z_a, z_b, self.gamma, self.epsilon, gather=self.gather
         )
-        return self.invariance_weight * invariance + spread
+        spread = (
+            self.variance_weight * terms.variance
+            + self.covariance_weight * terms.covariance
+        )
+        values = self.invariance_weight * terms.invariance + spread
+        if not with_terms:
+            return values, None
+        invariance = terms.invariance  # per local row
+        if self.gather:
+            invariance = gather_batch(invariance)
+        return values, {
+            "invariance": tf.reduce_mean(invariance),
+            "variance": terms.variance,
+            "covariance": terms.covariance,
+        }
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -36,6 +36,9 @@ class MeanSingularValue(keras.metrics.Metric):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(
     ...     optimizer="adam",
     ...     loss=keras_featreg.losses.TripletLoss(),

@@ -62,6 +62,7 @@ def build_embedding_model(
 
     Example:
 
+    >>> import keras_featreg
     >>> model = keras_featreg.models.build_embedding_model(
     ...     (28, 28, 1),
     ...     regularizer=keras_featreg.regularizers.SVMaxRegularizer(0.1),

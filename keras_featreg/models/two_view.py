@@ -3,16 +3,13 @@
 import keras
 import tensorflow as tf
 
-from keras_featreg.distribute.gather import gather_batch
-from keras_featreg.distribute.gather import in_replica_context
+from keras_featreg.losses.two_view import TwoViewLoss
+from keras_featreg.models.two_view_inputs import unpack_views
+from keras_featreg.ops import gather_batch
 from keras_featreg.ops import l2_normalize
 from keras_featreg.ops import mean_singular_value
+from keras_featreg.ops.batch import num_replicas_in_sync
 from keras_featreg.utils.validation import check_bool
-
-
-def num_replicas_in_sync() -> int:
-    """Replicas of the current tf.distribute strategy (1 without one)."""
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
@@ -33,25 +30,30 @@ class TwoViewModel(keras.Model):
 
     Data: `fit` takes batches of view pairs `(view_a, view_b)` (e.g. from
     `keras_featreg.data.two_view_dataset`, augmented in parallel on the
-    CPU), or, with an `augmenter` (a Keras layer of random preprocessing
-    layers), batches of images `x` (or `(x, labels)`; labels are ignored)
-    from which the model makes two views by calling the augmenter twice in
-    training mode. `evaluate` does the same (with the augmenter in training
-    mode too, since identical views would make the loss trivial).
+    CPU), also with labels, `((view_a, view_b), labels)` (ignored), or,
+    with an `augmenter` (a Keras layer of random preprocessing layers),
+    batches of images `x` (or `(x, labels)`; labels are ignored) from which
+    the model makes two views by calling the augmenter twice in training
+    mode. `evaluate` does the same (with the augmenter in training mode
+    too, since identical views would make the loss trivial). See
+    `keras_featreg.models.two_view_inputs`.
 
     Metrics, in the progress bar and `History`: `loss`; the loss's own
-    unweighted terms when it has a `terms(z_a, z_b)` method (VICReg:
-    `invariance`, `variance`, `covariance`); `mean_singular_value` (s_mu of
-    the L2-normalized first-view embeddings) and `embedding_std` (their
-    mean per-dimension standard deviation), the two numbers that show a
-    collapse. The extra terms are computed on stopped gradients; set
-    `track_terms=False` to skip them.
+    unweighted terms when it is a `keras_featreg.losses.TwoViewLoss`
+    (VICReg: `invariance`, `variance`, `covariance`), taken from the same
+    computation as the loss (each term is computed once per step);
+    `mean_singular_value` (s_mu of the L2-normalized first-view embeddings,
+    reused from the loss when it computes it, as `InvarianceSVMaxLoss`
+    does) and `embedding_std` (their mean per-dimension standard
+    deviation), the two numbers that show a collapse. Set
+    `track_terms=False` to log the loss only.
 
     Mixed precision: the embeddings are cast to float32 before the loss,
     and the loss goes through `optimizer.scale_loss` (the loss scaling that
     `compile` sets up under `mixed_float16`).
 
-    Bad input fails clearly: views of different shapes or batch sizes, a
+    Bad input fails clearly: non-numeric (e.g. string) views or images
+    (`TypeError`), views of different shapes or batch sizes, a
     single view without an augmenter, an encoder output of rank != 2, fewer
     than 2 rows in a batch (e.g. a last partial batch of one: batch with
     `drop_remainder=True`), and NaN/Inf in the views (checked on the views
@@ -87,13 +89,20 @@ class TwoViewModel(keras.Model):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> encoder = keras.Sequential([keras.layers.Flatten(),
     ...                             keras.layers.Dense(64)])
     >>> model = keras_featreg.models.TwoViewModel(
     ...     encoder, keras_featreg.layers.build_projector((128, 128)),
     ...     loss=keras_featreg.losses.VICRegLoss())
     >>> model.compile(optimizer="adam")
-    >>> model.fit(two_view_dataset, epochs=10)
+    >>> images, _ = keras_featreg.data.load_digits()  # 8 x 8
+    >>> views = keras_featreg.data.two_view_dataset(
+    ...     images, batch_size=64, image_size=8, seed=0)
+    >>> history = model.fit(views.take(2), epochs=1, verbose=0)
+    >>> sorted(history.history)[:3]
+    ['covariance', 'embedding_std', 'invariance']
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906).
@@ -136,7 +145,9 @@ class TwoViewModel(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {}
         if self.track_terms:
-            names = list(getattr(self.loss_fn, "term_names", ()))
+            names = []
+            if isinstance(self.loss_fn, TwoViewLoss):
+                names += self.loss_fn.term_names
             names += ["mean_singular_value", "embedding_std"]
             self.term_trackers = {
                 name: keras.metrics.Mean(name=name) for name in names
@@ -179,158 +190,55 @@ class TwoViewModel(keras.Model):
             )
         return self.projector(features, training=training)
 
-    def _views(self, data):
-        # `train_on_batch`/`test_on_batch` pass `(x, y, sample_weight)`
-        # with `None` for what was not given: drop the trailing `None`s.
-        while (
-            isinstance(data, (tuple, list))
-            and len(data) > 1
-            and data[-1] is None
-        ):
-            data = data[:-1]
-        while isinstance(data, (tuple, list)) and len(data) == 1:
-            data = data[0]
-        if self.augmenter is not None:
-            images = data[0] if isinstance(data, (tuple, list)) else data
-            view_a = self.augmenter(images, training=True)
-            view_b = self.augmenter(images, training=True)
-            return self._check_views(view_a, view_b)
-        if not isinstance(data, (tuple, list)) or len(data) != 2:
-            raise ValueError(
-                "TwoViewModel needs batches of view pairs (view_a, view_b), "
-                "or an `augmenter` to make them from single images. "
-                f"Received: data of type {type(data).__name__}"
-            )
-        view_a, view_b = data
-        shape_a, shape_b = tuple(view_a.shape), tuple(view_b.shape)
-        if len(shape_a) != len(shape_b) or any(
-            a is not None and b is not None and a != b
-            for a, b in zip(shape_a, shape_b, strict=True)
-        ):
-            raise ValueError(
-                "The two views must have the same shape and batch size. "
-                f"Received: view_a.shape={shape_a}, view_b.shape={shape_b}"
-            )
-        return self._check_views(view_a, view_b)
-
-    def _check_views(self, view_a, view_b):
-        """Finite views, same batch size, at least 2 rows.
-
-        A NaN pixel must fail here: a ReLU can turn it into 0 in the
-        forward pass while the gradient still poisons the weights.
-        """
-        view_a = tf.convert_to_tensor(view_a)
-        view_b = tf.convert_to_tensor(view_b)
-        batch_size = view_a.shape[0]
-        if batch_size is not None and batch_size < 2:
-            raise ValueError(
-                "TwoViewModel needs at least 2 images per batch (the losses "
-                "use batch statistics). Received: batch_size="
-                f"{batch_size}"
-            )
-        views = {"view_a": view_a, "view_b": view_b}
-        if tf.executing_eagerly():
-            for name, view in views.items():
-                if view.dtype.is_floating and not bool(
-                    tf.reduce_all(tf.math.is_finite(view))
-                ):
-                    raise ValueError(
-                        f"`{name}` must not contain NaN or Inf values. "
-                        f"Received: {name} with non-finite entries"
-                    )
-            return view_a, view_b
-        # Checked when the graph runs: values, and batch sizes known only
-        # at run time (e.g. the last batch of an epoch), with clear errors
-        # instead of a broadcasting failure deep inside the loss or a
-        # silently meaningless 1-row step.
-        checks = [
-            tf.debugging.Assert(
-                tf.reduce_all(tf.math.is_finite(view)),
-                [
-                    f"`{name}` must not contain NaN or Inf values. "
-                    f"Received: {name} with non-finite entries"
-                ],
-            )
-            for name, view in views.items()
-            if view.dtype.is_floating
-        ]
-        if batch_size is None or view_b.shape[0] is None:
-            size_a, size_b = tf.shape(view_a)[0], tf.shape(view_b)[0]
-            # Under several replicas the losses gather the global batch: a
-            # replica may hold 1 row (or none); the global batch needs 2.
-            global_size = size_a
-            if in_replica_context():
-                # float32: collective ops reduce floats on every strategy.
-                total = tf.distribute.get_replica_context().all_reduce(
-                    "sum", tf.cast(size_a, tf.float32)
-                )
-                global_size = tf.cast(tf.round(total), tf.int32)
-            checks += [
-                tf.debugging.assert_equal(
-                    size_a,
-                    size_b,
-                    message="The two views must have the same batch size",
-                ),
-                tf.debugging.assert_greater_equal(
-                    global_size,
-                    2,
-                    message=(
-                        "TwoViewModel needs at least 2 images per batch (the "
-                        "losses use batch statistics); drop the last "
-                        "partial batch (`drop_remainder=True`)"
-                    ),
-                ),
-            ]
-        with tf.control_dependencies(checks):
-            return tf.identity(view_a), tf.identity(view_b)
-
     def _two_view_loss(self, data, training):
-        view_a, view_b = self._views(data)
+        """The step's loss, embeddings and logged terms (one computation)."""
+        view_a, view_b = unpack_views(data, self.augmenter)
         z_a, z_b = self((view_a, view_b), training=training)
         # Read before any cross-replica op (replicas share `self.losses`).
         penalty = tf.add_n(self.losses) if self.losses else 0.0
         z_a = tf.cast(z_a, "float32")
         z_b = tf.cast(z_b, "float32")
-        loss = self.loss_fn(z_a, z_b)  # per-sample Loss: Keras divides by R
+        # A per-sample Loss: Keras divides by the number of replicas.
+        terms = {}
+        if self.track_terms and isinstance(self.loss_fn, TwoViewLoss):
+            loss, terms = self.loss_fn.loss_and_terms(z_a, z_b)
+        else:
+            loss = self.loss_fn(z_a, z_b)
         total = loss + tf.cast(penalty, "float32") / num_replicas_in_sync()
-        return total, z_a, z_b
+        return total, z_a, terms
 
-    def _track(self, loss, z_a, z_b):
+    def _track(self, loss, z_a, terms):
         self.loss_tracker.update_state(loss * num_replicas_in_sync())
         if self.track_terms:
-            z_a = tf.stop_gradient(z_a)
-            z_b = tf.stop_gradient(z_b)
-            values = {}
-            if hasattr(self.loss_fn, "terms"):
-                values.update(self.loss_fn.terms(z_a, z_b))
+            values = {name: tf.stop_gradient(v) for name, v in terms.items()}
             # s_mu and the std of the global batch: every replica logs the
             # same values (an empty replica has none of its own).
-            z_a = gather_batch(z_a)
-            values["mean_singular_value"] = mean_singular_value(
-                l2_normalize(z_a)
-            )
+            z_a = gather_batch(tf.stop_gradient(z_a))
+            if "mean_singular_value" not in values:
+                values["mean_singular_value"] = mean_singular_value(
+                    l2_normalize(z_a)
+                )
             values["embedding_std"] = tf.reduce_mean(
                 tf.math.reduce_std(z_a, axis=0)
             )
             for name, tracker in self.term_trackers.items():
-                if name in values:
-                    tracker.update_state(values[name])
+                tracker.update_state(values[name])
         return {metric.name: metric.result() for metric in self.metrics}
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            loss, z_a, z_b = self._two_view_loss(data, training=True)
+            loss, z_a, terms = self._two_view_loss(data, training=True)
             # Mixed float16: `compile` wraps the optimizer in a
             # LossScaleOptimizer, whose `apply` unscales the gradients.
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         # Under tf.distribute, Keras sums the gradients over replicas here.
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._track(loss, z_a, z_b)
+        return self._track(loss, z_a, terms)
 
     def test_step(self, data):
-        loss, z_a, z_b = self._two_view_loss(data, training=False)
-        return self._track(loss, z_a, z_b)
+        loss, z_a, terms = self._two_view_loss(data, training=False)
+        return self._track(loss, z_a, terms)
 
     def export_encoder(self, filepath: str, **kwargs) -> None:
         """Exports the encoder as a SavedModel (`encoder.export`)."""

@@ -19,22 +19,28 @@ default weights (25, 25, 1) were tuned for it: the paper's invariance is
 and the paper's variance term sums the two views where the code averages
 them.
 
-Speed. The covariance term's d x d matrix costs O(b d^2) time and d^2
-memory. When b < d we use
+Speed. The covariance term uses the b x b Gram (no d x d matrix) when
+b < d, both routes with a hand-written gradient
+(`keras_featreg.ops.offdiagonal`).
 
-    ||offdiag(Z^T Z)||^2 = ||Z Z^T||_F^2 - sum_j (Z^T Z)_jj^2,
-
-which needs only the b x b Gram, with a hand-written gradient
-4 (Z Z^T Z - Z * diag(Z^T Z)) that reuses it. When b >= d the d x d matrix
-is the smaller one; its diagonal is zeroed before squaring (no cancellation)
-and the gradient 4 Z offdiag(Z^T Z) is hand-written too (one matmul instead
-of autodiff's two). `vicreg_loss` validates and centers each view once and
-skips terms whose weight is 0.
+One home. Each term is computed in one function (`_invariance`,
+`_variance_term`, `_covariance_term`) and `vicreg_terms` returns the three;
+`vicreg_loss`, `keras_featreg.losses.VICRegLoss` and
+`keras_featreg.regularizers.VICRegRegularizer` are weighted sums of it.
+`vicreg_terms` validates and centers each view once and skips terms whose
+weight is 0. `reference_vicreg_loss` and `reference_vicreg_covariance`
+(`keras_featreg.ops.vicreg_reference`) are the benchmarks' baselines.
 """
+
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from keras_featreg.ops.batch import as_matrix
+from keras_featreg.ops.batch import as_view_pair
+from keras_featreg.ops.batch import gather_batch
+from keras_featreg.ops.offdiagonal import offdiag_sum_of_squares
+from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
 from keras_featreg.utils.validation import check_positive
 
@@ -61,72 +67,26 @@ def _defined(z: tf.Tensor, term: tf.Tensor) -> tf.Tensor:
     return tf.where(enough, term, tf.zeros_like(term))
 
 
-@tf.custom_gradient
-def _offdiag_sum_of_squares_gram(zc: tf.Tensor):
-    """||offdiag(zc^T zc)||^2 through the b x b Gram (for b < d)."""
-    gram = tf.matmul(zc, zc, transpose_b=True)
-    column_sq = tf.reduce_sum(tf.square(zc), axis=0)
-    value = tf.reduce_sum(tf.square(gram)) - tf.reduce_sum(tf.square(column_sq))
+class VICRegTerms(NamedTuple):
+    """VICReg's three unweighted terms (`keras_featreg.ops.vicreg_terms`)."""
 
-    def grad(upstream):
-        return (4.0 * upstream) * (tf.matmul(gram, zc) - zc * column_sq)
-
-    return value, grad
+    invariance: tf.Tensor  # (batch_size,): mean_j (z_a - z_b)[i, j] ** 2
+    variance: tf.Tensor  # scalar: (v(z_a) + v(z_b)) / 2
+    covariance: tf.Tensor  # scalar: c(z_a) + c(z_b)
 
 
-@tf.custom_gradient
-def _offdiag_sum_of_squares_dxd(zc: tf.Tensor):
-    """||offdiag(zc^T zc)||^2 through the d x d matrix (for b >= d)."""
-    cross = tf.matmul(zc, zc, transpose_a=True)
-    offdiag = tf.linalg.set_diag(cross, tf.zeros_like(cross[0]))
-    value = tf.reduce_sum(tf.square(offdiag))
-
-    def grad(upstream):
-        return (4.0 * upstream) * tf.matmul(zc, offdiag)
-
-    return value, grad
+TERM_NAMES = VICRegTerms._fields
 
 
-def _offdiag_sum_of_squares(zc: tf.Tensor) -> tf.Tensor:
-    batch_size, dim = zc.shape
-    if batch_size is not None and dim is not None:  # static: pick now
-        if batch_size < dim:
-            return _offdiag_sum_of_squares_gram(zc)
-        return _offdiag_sum_of_squares_dxd(zc)
-    return tf.cond(
-        tf.shape(zc)[0] < tf.shape(zc)[1],
-        lambda: _offdiag_sum_of_squares_gram(zc),
-        lambda: _offdiag_sum_of_squares_dxd(zc),
-    )
+def _invariance(z_a, z_b) -> tf.Tensor:
+    """Per row: mean_j (z_a[i, j] - z_b[i, j]) ** 2, shape `(batch_size,)`."""
+    return tf.reduce_mean(tf.square(z_a - z_b), axis=-1)
 
 
-def _mean_square(difference: tf.Tensor) -> tf.Tensor:
-    """mean(difference ** 2), 0 for an empty batch (not 0 / 0)."""
-    total = tf.reduce_sum(tf.square(difference))
-    size = tf.cast(tf.size(difference), difference.dtype)
-    return tf.math.divide_no_nan(total, size)
-
-
-def _views(z_a, z_b, min_batch_size: int):
-    """Validates two views; `z_b` is cast to `z_a`'s compute dtype."""
-    z_a = as_matrix(z_a, "z_a", min_batch_size=min_batch_size)
-    z_b = as_matrix(z_b, "z_b", min_batch_size=min_batch_size)
-    if (
-        z_a.shape != z_b.shape
-        and z_a.shape.is_fully_defined()
-        and (z_b.shape.is_fully_defined())
-    ):
-        raise ValueError(
-            "`z_a` and `z_b` must have the same shape. "
-            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-        )
-    features = (z_a.shape[1], z_b.shape[1])
-    if None not in features and features[0] != features[1]:
-        raise ValueError(
-            "`z_a` and `z_b` must have the same number of features. "
-            f"Received: z_a.shape={z_a.shape}, z_b.shape={z_b.shape}"
-        )
-    return z_a, tf.cast(z_b, z_a.dtype)
+def _batch_mean(per_row: tf.Tensor) -> tf.Tensor:
+    """mean over the rows, 0 for an empty batch (not 0 / 0)."""
+    size = tf.cast(tf.size(per_row), per_row.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(per_row), size)
 
 
 def _variance_term(zc, denominator, gamma, epsilon) -> tf.Tensor:
@@ -142,8 +102,123 @@ def _variance_term(zc, denominator, gamma, epsilon) -> tf.Tensor:
 def _covariance_term(zc, denominator) -> tf.Tensor:
     dim = tf.cast(tf.shape(zc)[1], zc.dtype)
     # Rounding can leave a tiny negative value from the Gram subtraction.
-    offdiag = tf.nn.relu(_offdiag_sum_of_squares(zc))
+    offdiag = tf.nn.relu(offdiag_sum_of_squares(zc))
     return _defined(zc, offdiag / (tf.square(denominator) * dim))
+
+
+def _check_skip(skip) -> frozenset:
+    if isinstance(skip, str) or not all(name in TERM_NAMES for name in skip):
+        raise ValueError(
+            f"`skip` must be a tuple of names among {TERM_NAMES}. "
+            f"Received: skip={skip!r}"
+        )
+    return frozenset(skip)
+
+
+def _terms(z_a, z_b, gamma, epsilon, gather, skip) -> VICRegTerms:
+    """`vicreg_terms` of validated views (`z_b` may be `None`)."""
+    views = (z_a,) if z_b is None else (z_a, z_b)
+    local_views = views
+
+    def zero():
+        # 0, still connected to the views (zero, not None, gradients):
+        # 0 * x is 0 for any finite x, also for a batch with no rows.
+        return tf.add_n([tf.reduce_sum(0.0 * z) for z in local_views])
+
+    if z_b is None or "invariance" in skip:
+        invariance = tf.zeros(tf.shape(z_a)[:1], z_a.dtype) + zero()
+    else:
+        invariance = _invariance(z_a, z_b)
+    if gather:  # the batch statistics of the global batch
+        views = gather_batch(views)
+    if {"variance", "covariance"} <= skip:
+        return VICRegTerms(invariance, zero(), zero())
+    denominator = _unbiased_denominator(views[0])
+    centered = [_center(z) for z in views]
+    if "variance" in skip:
+        variance = zero()
+    else:
+        variance = tf.add_n(
+            [_variance_term(zc, denominator, gamma, epsilon) for zc in centered]
+        ) / float(len(views))
+    if "covariance" in skip:
+        covariance = zero()
+    else:
+        covariance = tf.add_n(
+            [_covariance_term(zc, denominator) for zc in centered]
+        )
+    return VICRegTerms(invariance, variance, covariance)
+
+
+def vicreg_terms(
+    z_a,
+    z_b=None,
+    gamma: float = 1.0,
+    epsilon: float = 1e-4,
+    gather: bool = False,
+    skip: tuple = (),
+) -> VICRegTerms:
+    """VICReg's three unweighted terms: the one place they are computed.
+
+    ```python
+    invariance[i] = mean_j (z_a[i, j] - z_b[i, j]) ** 2   # per row
+    variance = (v(z_a) + v(z_b)) / 2      # v(z) = mean(relu(gamma - std(z)))
+    covariance = c(z_a) + c(z_b)          # c(z) = sum(offdiag(cov(z))^2) / d
+    ```
+
+    with `std = sqrt(unbiased var + epsilon)`. Every VICReg quantity of the
+    library is a weighted sum of these terms: `vicreg_loss` (mean of the
+    invariance), `keras_featreg.losses.VICRegLoss` (per-row invariance plus
+    the batch terms) and `keras_featreg.regularizers.VICRegRegularizer`
+    (one view: `z_b=None`, the variance and covariance of `z_a`, the
+    invariance 0).
+
+    A batch with fewer than 2 rows is an error when its size is static;
+    when it is known only at run time (an empty replica under
+    tf.distribute, a last partial batch of one) the variance and covariance
+    are 0, with a zero gradient: no unbiased variance exists. The
+    covariance uses the b x b Gram (no d x d matrix) when b < d and the
+    d x d matrix otherwise, both with a hand-written gradient.
+
+    Args:
+        z_a: Float tensor `(batch_size, features)`, first view's embeddings.
+        z_b: Float tensor of the same shape, second view's; or `None` (one
+            view). Defaults to `None`.
+        gamma: Float > 0, target standard deviation. Defaults to `1.0`.
+        epsilon: Float > 0, variance stabilizer. Defaults to `1e-4`.
+        gather: Bool, compute the variance and covariance on the global
+            batch inside `strategy.run` (`gather_batch`, with gradient); the
+            invariance stays per local row. Defaults to `False`.
+        skip: Tuple of term names not to compute (returned as 0, with zero
+            gradients), e.g. those whose weight is 0. Defaults to `()`.
+
+    Returns:
+        `VICRegTerms(invariance, variance, covariance)`: the invariance per
+        row `(batch_size,)`, the others scalars; float32 (float64 for
+        float64 inputs).
+
+    Example:
+
+    >>> import keras
+    >>> import keras_featreg
+    >>> z_a = keras.random.normal((16, 8), seed=1)
+    >>> z_b = keras.random.normal((16, 8), seed=2)
+    >>> terms = keras_featreg.ops.vicreg_terms(z_a, z_b)
+    >>> tuple(terms.invariance.shape)
+    (16,)
+
+    Reference:
+    - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 1-6.
+    """
+    gamma = check_positive("gamma", gamma)
+    epsilon = check_positive("epsilon", epsilon)
+    gather = check_bool("gather", gather)
+    skip = _check_skip(skip)
+    if z_b is None:
+        z_a = as_matrix(z_a, "z_a", min_batch_size=2)
+    else:
+        z_a, z_b = as_view_pair(z_a, z_b, min_batch_size=2)
+    return _terms(z_a, z_b, gamma, epsilon, gather, skip)
 
 
 def vicreg_invariance(z_a, z_b) -> tf.Tensor:
@@ -162,6 +237,8 @@ def vicreg_invariance(z_a, z_b) -> tf.Tensor:
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> z = keras.random.normal((8, 4))
     >>> float(keras_featreg.ops.vicreg_invariance(z, z))
     0.0
@@ -169,8 +246,8 @@ def vicreg_invariance(z_a, z_b) -> tf.Tensor:
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 5.
     """
-    z_a, z_b = _views(z_a, z_b, min_batch_size=1)
-    return _mean_square(z_a - z_b)
+    z_a, z_b = as_view_pair(z_a, z_b, min_batch_size=1)
+    return _batch_mean(_invariance(z_a, z_b))
 
 
 def vicreg_variance(z, gamma: float = 1.0, epsilon: float = 1e-4) -> tf.Tensor:
@@ -197,6 +274,8 @@ def vicreg_variance(z, gamma: float = 1.0, epsilon: float = 1e-4) -> tf.Tensor:
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> z = keras.ops.ones((8, 4))  # collapsed: every row equal
     >>> round(float(keras_featreg.ops.vicreg_variance(z)), 2)
     0.99
@@ -230,6 +309,8 @@ def vicreg_covariance(z) -> tf.Tensor:
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> z = keras.ops.eye(4)
     >>> float(keras_featreg.ops.vicreg_covariance(z)) > 0
     True
@@ -252,14 +333,16 @@ def vicreg_loss(
 ) -> tf.Tensor:
     """The full two-view VICReg loss, as the authors' reference code.
 
+    A weighted sum of `vicreg_terms`:
+
     ```python
-    loss = invariance_weight * invariance(z_a, z_b)
+    loss = invariance_weight * mean(invariance(z_a, z_b))
          + variance_weight * (variance(z_a) + variance(z_b)) / 2
          + covariance_weight * (covariance(z_a) + covariance(z_b))
     ```
 
     Each view is validated and centered once; terms whose weight is 0 are
-    not computed.
+    not computed (`skip`).
 
     Args:
         z_a: Float tensor `(batch_size, features)`, first view's embeddings.
@@ -275,6 +358,8 @@ def vicreg_loss(
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> z_a = keras.random.normal((16, 8), seed=1)
     >>> z_b = keras.random.normal((16, 8), seed=2)
     >>> loss = keras_featreg.ops.vicreg_loss(z_a, z_b)
@@ -282,68 +367,19 @@ def vicreg_loss(
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Eq. 6.
     """
-    invariance_weight = check_non_negative(
-        "invariance_weight", invariance_weight
+    weights = (
+        check_non_negative("invariance_weight", invariance_weight),
+        check_non_negative("variance_weight", variance_weight),
+        check_non_negative("covariance_weight", covariance_weight),
     )
-    variance_weight = check_non_negative("variance_weight", variance_weight)
-    covariance_weight = check_non_negative(
-        "covariance_weight", covariance_weight
+    skip = tuple(
+        name
+        for name, weight in zip(TERM_NAMES, weights, strict=True)
+        if not weight
     )
-    gamma = check_positive("gamma", gamma)
-    epsilon = check_positive("epsilon", epsilon)
-    z_a, z_b = _views(z_a, z_b, min_batch_size=2)
-    # Zero, but still connected to both views (zero, not None, gradients).
-    loss = 0.0 * (tf.reduce_mean(z_a) + tf.reduce_mean(z_b))
-    if invariance_weight:
-        loss += invariance_weight * _mean_square(z_a - z_b)
-    if variance_weight or covariance_weight:
-        denominator = _unbiased_denominator(z_a)
-        centered = (_center(z_a), _center(z_b))
-        if variance_weight:
-            loss += (variance_weight / 2.0) * tf.add_n(
-                [
-                    _variance_term(zc, denominator, gamma, epsilon)
-                    for zc in centered
-                ]
-            )
-        if covariance_weight:
-            loss += covariance_weight * tf.add_n(
-                [_covariance_term(zc, denominator) for zc in centered]
-            )
-    return loss
-
-
-def reference_vicreg_covariance(z) -> tf.Tensor:
-    """The reference d x d formulation of `vicreg_covariance` (autodiff).
-
-    Kept for benchmarks and tests: builds the full d x d covariance and
-    masks its diagonal, as facebookresearch/vicreg does.
-    """
-    z = as_matrix(z, "z", min_batch_size=2)
-    zc = _center(z)
-    n = tf.cast(tf.shape(z)[0], z.dtype)
-    dim = tf.shape(z)[1]
-    cov = tf.matmul(zc, zc, transpose_a=True) / (n - 1.0)
-    offdiag = cov * (1.0 - tf.eye(dim, dtype=z.dtype))
-    return tf.reduce_sum(tf.square(offdiag)) / tf.cast(dim, z.dtype)
-
-
-def reference_vicreg_loss(z_a, z_b) -> tf.Tensor:
-    """The reference VICReg loss with the d x d covariance (25/25/1)."""
-    z_a = as_matrix(z_a, "z_a", min_batch_size=2)
-    z_b = as_matrix(z_b, "z_b", min_batch_size=2)
-    invariance = tf.reduce_mean(tf.square(z_a - z_b))
-
-    def std(z):
-        zc = _center(z)
-        n = tf.cast(tf.shape(z)[0], z.dtype)
-        return tf.sqrt(tf.reduce_sum(tf.square(zc), axis=0) / (n - 1.0) + 1e-4)
-
-    variance = (
-        tf.reduce_mean(tf.nn.relu(1.0 - std(z_a))) / 2.0
-        + tf.reduce_mean(tf.nn.relu(1.0 - std(z_b))) / 2.0
+    terms = vicreg_terms(z_a, z_b, gamma, epsilon, skip=skip)
+    return (
+        weights[0] * _batch_mean(terms.invariance)
+        + weights[1] * terms.variance
+        + weights[2] * terms.covariance
     )
-    covariance = reference_vicreg_covariance(z_a) + reference_vicreg_covariance(
-        z_b
-    )
-    return 25.0 * invariance + 25.0 * variance + 1.0 * covariance

@@ -3,10 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_featreg.ops import as_matrix
-from keras_featreg.ops import l2_normalize
-from keras_featreg.ops import mean_singular_value
-from keras_featreg.ops import svmax_bounds
+from keras_featreg.ops import svmax_penalty
 from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_non_negative
@@ -50,6 +47,8 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
     divide weight penalties, so there it would be scaled by the kernel's
     first dimension.
 
+    The maths is `keras_featreg.ops.svmax_penalty`; this class adds the
+    Keras regularizer interface (`BatchStatisticRegularizer`).
     Computed in float32 (float64 for float64 input; float16/bfloat16 are
     cast to float32) and returned as float32, the loss dtype, also under
     mixed precision. Collapsed, all-zero (zero rows stay zero when
@@ -73,6 +72,8 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> regularizer = keras_featreg.regularizers.SVMaxRegularizer(factor=0.1)
     >>> layer = keras.layers.Dense(64, activity_regularizer=regularizer)
     >>> x = keras.random.normal((32, 8))
@@ -105,26 +106,9 @@ class SVMaxRegularizer(BatchStatisticRegularizer):
             by the batch size) and `"mean_singular_value"` (s_mu of the
             normalized batch when `normalize=True`).
         """
-        x = as_matrix(x, "x")
-        if self.normalize:
-            x = l2_normalize(x)
-        s_mu = mean_singular_value(x)
-        if self.bounded:
-            lower, upper = svmax_bounds(tf.shape(x)[0], tf.shape(x)[1])
-            lower = tf.cast(lower, s_mu.dtype)
-            upper = tf.cast(upper, s_mu.dtype)
-            spread = upper - lower
-            has_range = spread > 0
-            safe_spread = tf.where(has_range, spread, tf.ones_like(spread))
-            exponent = tf.where(
-                has_range, (upper - s_mu) / safe_spread, tf.zeros_like(s_mu)
-            )
-            penalty = self.factor * tf.exp(exponent)
-        else:
-            penalty = -self.factor * s_mu
-        # A batch with no rows (an empty replica) adds nothing.
-        has_rows = tf.shape(x)[0] > 0
-        penalty = tf.where(has_rows, penalty, tf.zeros_like(penalty))
+        penalty, s_mu = svmax_penalty(
+            x, self.factor, self.bounded, self.normalize
+        )
         return {
             "penalty": tf.cast(penalty, tf.float32),
             "mean_singular_value": tf.cast(s_mu, tf.float32),

@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.ops import as_matrix
-from keras_featreg.ops import vicreg_covariance
-from keras_featreg.ops import vicreg_variance
+from keras_featreg.ops import vicreg_terms
 from keras_featreg.regularizers.batch_statistic import BatchStatisticRegularizer
 from keras_featreg.regularizers.batch_statistic import warn_once
 from keras_featreg.utils.validation import check_bool
@@ -28,8 +27,9 @@ class VICRegRegularizer(BatchStatisticRegularizer):
     penalty = variance_weight * variance + covariance_weight * covariance
     ```
 
-    Like `SVMaxRegularizer`, this is a batch statistic. `penalty(x)`
-    returns the formula; `regularizer(x)` (`__call__`) returns
+    The terms are those of `keras_featreg.ops.vicreg_terms` on one view
+    (`z_b=None`). Like `SVMaxRegularizer`, this is a batch statistic.
+    `penalty(x)` returns the formula; `regularizer(x)` (`__call__`) returns
     `penalty(x) * batch_size`, because Keras >= 3.14 divides an
     `activity_regularizer`'s value by the batch size: what lands in
     `model.losses` on the `activity_regularizer=` path is exactly the
@@ -63,6 +63,8 @@ class VICRegRegularizer(BatchStatisticRegularizer):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> regularizer = keras_featreg.regularizers.VICRegRegularizer()
     >>> layer = keras.layers.Dense(64, activity_regularizer=regularizer)
 
@@ -114,10 +116,9 @@ class VICRegRegularizer(BatchStatisticRegularizer):
                 tf.reduce_sum(x), tf.float32
             )
             return {"penalty": zero, "variance": zero, "covariance": zero}
-        variance = tf.cast(
-            vicreg_variance(x, self.gamma, self.epsilon), tf.float32
-        )
-        covariance = tf.cast(vicreg_covariance(x), tf.float32)
+        terms = vicreg_terms(x, gamma=self.gamma, epsilon=self.epsilon)
+        variance = tf.cast(terms.variance, tf.float32)
+        covariance = tf.cast(terms.covariance, tf.float32)
         penalty = (
             self.variance_weight * variance
             + self.covariance_weight * covariance

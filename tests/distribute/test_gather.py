@@ -11,12 +11,12 @@ gradient (what the optimizer applies) the single-device weight gradient.
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import distribute
 from keras_featreg import losses
 from keras_featreg import regularizers
 from keras_featreg.losses.regularized import RegularizedLoss
+from tests import helpers as testing
 
 GLOBAL_BATCH = 16
 REPLICAS = 2

@@ -10,9 +10,8 @@ import sys
 import textwrap
 import time
 
-from keras.src import testing
-
 from keras_featreg.distribute import launch
+from tests import helpers as testing
 
 WORKER = textwrap.dedent(
     """

@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import distribute
 from keras_featreg import layers
@@ -19,6 +18,7 @@ from keras_featreg import losses
 from keras_featreg import models
 from keras_featreg import regularizers
 from keras_featreg.losses.regularized import RegularizedLoss
+from tests import helpers as testing
 
 GLOBAL_BATCH = 16
 REPLICAS = 2

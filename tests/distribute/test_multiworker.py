@@ -8,9 +8,9 @@ Keras `fit` on the same global batches.
 import os
 
 import numpy as np
-from keras.src import testing
 
 from keras_featreg.distribute import launch
+from tests import helpers as testing
 from tests.distribute.multiworker_job import build_model
 from tests.distribute.multiworker_job import global_batches
 

@@ -5,9 +5,9 @@ import os
 from unittest import mock
 
 import tensorflow as tf
-from keras.src import testing
 
 from keras_featreg import distribute
+from tests import helpers as testing
 
 
 class GetStrategyTest(testing.TestCase):

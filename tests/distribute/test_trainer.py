@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src import testing
 
 from keras_featreg import distribute
+from tests import helpers as testing
 from tests.distribute.multiworker_job import build_model
 from tests.distribute.multiworker_job import global_batches
 

@@ -2,11 +2,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import layers
 from keras_featreg import regularizers
 from keras_featreg.distribute import get_strategy
+from tests import helpers as testing
 from tests.regularizers.test_svmax import numpy_l2_normalize
 from tests.regularizers.test_svmax import numpy_mean_singular_value
 from tests.regularizers.test_svmax import numpy_svmax

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
+from tests import helpers as testing
 
 
 def numpy_svmax_penalty(z, factor, bounded):

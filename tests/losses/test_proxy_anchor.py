@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
+from tests import helpers as testing
 from tests.losses.common import fit_smoke
 
 

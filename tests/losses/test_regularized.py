@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
 from keras_featreg import regularizers
 from keras_featreg.losses.regularized import RegularizedLoss
+from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import random_embeddings

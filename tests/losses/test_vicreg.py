@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
 from keras_featreg import ops
+from tests import helpers as testing
 
 
 def numpy_vicreg_terms(z_a, z_b, gamma=1.0, epsilon=1e-4):

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import metrics
+from tests import helpers as testing
 from tests.regularizers.test_svmax import numpy_l2_normalize
 from tests.regularizers.test_svmax import numpy_mean_singular_value
 

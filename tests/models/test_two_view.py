@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import layers
 from keras_featreg import losses
 from keras_featreg import models
 from keras_featreg import ops
 from keras_featreg import regularizers
+from tests import helpers as testing
 
 SERVE = textwrap.dedent(
     """

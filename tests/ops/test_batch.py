@@ -1,10 +1,10 @@
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import ops
 from keras_featreg.ops.batch import power_of_two_scale
+from tests import helpers as testing
 
 
 class AsMatrixTest(testing.TestCase):

@@ -1,9 +1,9 @@
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import ops
+from tests import helpers as testing
 from tests.ops.common import degenerate_batches
 from tests.ops.common import numerical_gradient
 from tests.ops.common import numpy_covariance

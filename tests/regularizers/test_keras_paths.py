@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 from keras import ops
-from keras.src import testing
 
 from keras_featreg import layers
 from keras_featreg import regularizers
+from tests import helpers as testing
 from tests.regularizers.test_svmax import numpy_l2_normalize
 from tests.regularizers.test_svmax import numpy_mean_singular_value
 from tests.regularizers.test_svmax import numpy_svmax

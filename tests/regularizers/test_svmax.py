@@ -3,9 +3,9 @@ import math
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import regularizers
+from tests import helpers as testing
 
 
 def numpy_l2_normalize(x):

@@ -4,10 +4,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import ops
 from keras_featreg import regularizers
+from tests import helpers as testing
 
 
 def numpy_vicreg_terms(x, gamma=1.0, epsilon=1e-4):
