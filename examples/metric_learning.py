@@ -24,7 +24,9 @@ layout: NMI, R@1, R@8 and Delta R@1 against vanilla, per learning rate),
 recall_vs_lr.png (Fig. 2), mean_singular_value.png (Fig. 6: test-set s_mu
 against its bounds), training_mean_singular_value.png (s_mu of a fixed test
 batch during training), runs.json; the best model (by R@1) is exported to
---export-dir as a `.keras` file and a SavedModel.
+--export-dir (default: OUTPUT_DIR/export) as a `.keras` file and a
+SavedModel. The committed saved_models/metric_learning/ changes only with
+--update-saved-models.
 """
 
 import argparse
@@ -58,6 +60,12 @@ LOSSES = {
 }
 METHODS = ("vanilla", "spread_out", "svmax")
 OFFLINE = ("mnist5k", "digits")
+# The committed export (README's model), written only on request.
+SAVED_MODEL_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "saved_models",
+    "metric_learning",
+)
 NORMALIZATION = {
     "resnet50": "caffe",
     "mobilenetv2": "tf",
@@ -156,10 +164,26 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--export-dir",
-        default=os.path.join("saved_models", "metric_learning"),
-        help="Where the best model goes ('' to skip).",
+        default=None,
+        help="Where the best model goes ('' to skip). Defaults to "
+        "OUTPUT_DIR/export.",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--update-saved-models",
+        action="store_true",
+        help="Export to the committed saved_models/metric_learning/.",
+    )
+    args = parser.parse_args(argv)
+    if args.update_saved_models:
+        if args.export_dir is not None:
+            parser.error(
+                "pass at most one of --export-dir and --update-saved-models. "
+                f"Received: export_dir={args.export_dir!r}"
+            )
+        args.export_dir = SAVED_MODEL_DIR
+    elif args.export_dir is None:
+        args.export_dir = os.path.join(args.output_dir, "export")
+    return args
 
 
 def load_data(args):
@@ -300,6 +324,10 @@ def train_one(args, loss_name, method, lr, arrays, input_shape):
         result.update(
             nmi=evaluation.nmi(embeddings, y_test, seed=args.seed),
             recall={int(key): value for key, value in recall.items()},
+            # Musgrave et al. (2020): MAP@R and R-precision, which Recall@k
+            # saturates before.
+            map_at_r=evaluation.map_at_r(embeddings, y_test),
+            r_precision=evaluation.r_precision(embeddings, y_test),
             mean_singular_value=report["mean_singular_value"],
             lower_bound=report["lower_bound"],
             upper_bound=report["upper_bound"],
@@ -309,7 +337,10 @@ def train_one(args, loss_name, method, lr, arrays, input_shape):
 
 
 def results_table(results, lrs):
-    """The paper's table: per loss and method, NMI/R@1/R@8/Delta per lr."""
+    """The paper's table: per loss and method, NMI/R@1/R@8/Delta per lr.
+
+    MAP@R and R-precision (Musgrave et al. 2020) follow as extra columns.
+    """
     header = ["Loss", "Method"]
     for lr in lrs:
         header += [
@@ -317,6 +348,8 @@ def results_table(results, lrs):
             f"R@1 lr={lr:g}",
             f"R@8 lr={lr:g}",
             f"ΔR@1 lr={lr:g}",
+            f"MAP@R lr={lr:g}",
+            f"RP lr={lr:g}",
         ]
     header += [f"s_mu lr={max(lrs):g}"]
     by_key = {(r["loss"], r["method"], r["lr"]): r for r in results}
@@ -328,7 +361,7 @@ def results_table(results, lrs):
                 run = by_key.get((loss_name, method, lr))
                 base = by_key.get((loss_name, "vanilla", lr))
                 if run is None or not run["finite"]:
-                    row += ["nan"] * 4
+                    row += ["nan"] * 6
                     continue
                 r1 = 100 * run["recall"][1]
                 delta = "-"
@@ -339,6 +372,8 @@ def results_table(results, lrs):
                     f"{r1:.2f}",
                     f"{100 * run['recall'][8]:.2f}",
                     delta,
+                    f"{100 * run['map_at_r']:.2f}",
+                    f"{100 * run['r_precision']:.2f}",
                 ]
             top = by_key.get((loss_name, method, max(lrs)))
             row.append(
@@ -532,6 +567,8 @@ def main(argv=None):
                         f"   NMI {result['nmi']:.3f}  "
                         f"R@1 {100 * result['recall'][1]:.2f}  "
                         f"R@8 {100 * result['recall'][8]:.2f}  "
+                        f"MAP@R {100 * result['map_at_r']:.2f}  "
+                        f"RP {100 * result['r_precision']:.2f}  "
                         f"s_mu {result['mean_singular_value']:.3f} in "
                         f"[{result['lower_bound']:.3f}, "
                         f"{result['upper_bound']:.3f}]  "

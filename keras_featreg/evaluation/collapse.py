@@ -1,11 +1,9 @@
-"""Post-training collapse diagnostic on a whole embedding set."""
+"""Post-training collapse diagnostic on a whole embedding set.
 
-import tensorflow as tf
+TensorFlow (through `keras_featreg.ops`) is imported when the report runs,
+not with this module: `keras_featreg.evaluation` imports without it.
+"""
 
-from keras_featreg.ops import as_matrix
-from keras_featreg.ops import l2_normalize
-from keras_featreg.ops import mean_singular_value
-from keras_featreg.ops import svmax_bounds
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_positive
 
@@ -66,16 +64,27 @@ def embedding_collapse_report(
 
     Example:
 
-    >>> embeddings = embedding_model.predict(test_images)
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> rng = np.random.default_rng(0)
+    >>> embeddings = rng.normal(size=(256, 1)) * np.ones((1, 16))  # rank 1
     >>> report = keras_featreg.evaluation.embedding_collapse_report(
     ...     embeddings
     ... )
-    >>> report["position"], report["collapsed_dimensions"]
+    >>> round(report["position"], 4), report["collapsed_dimensions"]  # at L
+    (0.0, 0)
 
     Reference:
     - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Fig. 6, 15.
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Sec. 3.1.
     """
+    import tensorflow as tf
+
+    from keras_featreg.ops import as_matrix
+    from keras_featreg.ops import l2_normalize
+    from keras_featreg.ops import mean_singular_value
+    from keras_featreg.ops import svmax_bounds
+
     std_threshold = check_positive("std_threshold", std_threshold)
     normalize = check_bool("normalize", normalize)
     x = as_matrix(embeddings, "embeddings")

@@ -9,16 +9,17 @@ labelled image once, then
 - `knn_accuracy`: classify each test feature by a vote of its k most
   cosine-similar train features (no training at all).
 
-Labels are used here only, never to train the encoder.
+Labels are used here only, never to train the encoder. Keras and
+TensorFlow are imported by the functions that use them (`encode`,
+`linear_probe_accuracy`), not by this module: the k-NN is NumPy only.
 """
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_featreg.evaluation.retrieval import as_embeddings
-from keras_featreg.evaluation.retrieval import as_labels
-from keras_featreg.evaluation.retrieval import l2_normalize
+from keras_featreg.evaluation.arrays import as_embeddings
+from keras_featreg.evaluation.arrays import as_labels
+from keras_featreg.evaluation.arrays import as_scaled_embeddings
+from keras_featreg.evaluation.arrays import l2_normalize
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_choice
 from keras_featreg.utils.validation import check_int
@@ -41,6 +42,8 @@ def encode(encoder, x, batch_size: int = 256) -> np.ndarray:
         A float32 array of shape `(num_samples, features)`, rank > 2
         outputs flattened.
     """
+    import keras  # here, not at import: the k-NN needs no TensorFlow
+
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if encoder is None:
         features = x
@@ -143,13 +146,25 @@ def linear_probe_accuracy(
 
     Example:
 
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> rng = np.random.default_rng(0)
+    >>> y_train, y_test = np.arange(256) % 2, np.arange(128) % 2  # 2 classes
+    >>> x_train = rng.normal(size=(256, 8)) + 4.0 * y_train[:, None]
+    >>> x_test = rng.normal(size=(128, 8)) + 4.0 * y_test[:, None]
+    >>> encoder = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16)])
     >>> scores = keras_featreg.evaluation.linear_probe_accuracy(
-    ...     model.encoder, x_train, y_train, x_test, y_test, epochs=50)
-    >>> scores["test_accuracy"]
+    ...     encoder, x_train, y_train, x_test, y_test, epochs=50)
+    >>> scores["test_accuracy"] > 0.9
+    True
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906), Sec. 4.1.
     """
+    import keras  # here, not at import: the k-NN needs no TensorFlow
+    import tensorflow as tf
+
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     learning_rate = check_positive("learning_rate", learning_rate)
@@ -233,7 +248,9 @@ def knn_accuracy(
 
     Majority-vote ties go to the tied class with the larger summed
     similarity, then to the smaller label. All-zero features have
-    similarity 0 with everything. Computed in float32 in blocks of
+    similarity 0 with everything. Features of any scale (float64 1e-25 or
+    1e25) are normalized exactly (each row is first multiplied by a power
+    of two). Computed in float32 in blocks of
     `chunk_size` test samples, so the `(n_test, n_train)` similarity matrix
     is never held whole. Ties in similarity at the k-th place are broken
     arbitrarily.
@@ -255,15 +272,25 @@ def knn_accuracy(
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> rng = np.random.default_rng(0)
+    >>> y_train, y_test = np.arange(200) % 2, np.arange(50) % 2
+    >>> centers = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> train_features = centers[y_train] + 0.1 * rng.normal(size=(200, 2))
+    >>> test_features = centers[y_test] + 0.1 * rng.normal(size=(50, 2))
     >>> accuracy = keras_featreg.evaluation.knn_accuracy(
     ...     train_features, y_train, test_features, y_test, k=20)
+    >>> accuracy
+    1.0
 
     Reference:
     - [Wu et al., 2018](https://arxiv.org/abs/1805.01978), Sec. 3.4.
     - [Caron et al., 2021](https://arxiv.org/abs/2104.14294), Sec. 4.1.
     """
-    train = as_embeddings(train_features, "train_features")
-    test = as_embeddings(test_features, "test_features")
+    # Cosine similarity ignores the scale: bring each set to scale ~1.
+    train, _ = as_scaled_embeddings(train_features, "train_features")
+    test, _ = as_scaled_embeddings(test_features, "test_features")
     if train.shape[1] != test.shape[1]:
         raise ValueError(
             "`train_features` and `test_features` must have the same number "

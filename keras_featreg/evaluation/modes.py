@@ -95,6 +95,8 @@ def mode_coverage(
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
     >>> angles = 2 * np.pi * np.arange(8) / 8
     >>> centers = 2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     >>> samples = centers[np.arange(2500) % 8]
@@ -162,6 +164,8 @@ def angular_uniformity(embeddings_2d, bins: int = 36) -> float:
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
     >>> angles = (np.arange(360) + 0.5) * 2 * np.pi / 360
     >>> points = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     >>> keras_featreg.evaluation.angular_uniformity(points)

@@ -3,12 +3,16 @@
 import keras
 
 from keras_featreg.utils.validation import check_bool
+from keras_featreg.utils.validation import check_float
 from keras_featreg.utils.validation import check_int
+from keras_featreg.utils.validation import check_positive
 
 
 def build_projector(
     widths=(8192, 8192, 8192),
     synchronized: bool = False,
+    momentum: float = 0.9,
+    epsilon: float = 1e-5,
     name: str = "projector",
 ) -> keras.Sequential:
     """Builds VICReg's projector: (Dense, BatchNorm, ReLU) x (n-1), Dense.
@@ -22,12 +26,24 @@ def build_projector(
     The VICReg reference uses 8192-8192-8192 on a ResNet-50 for ImageNet;
     small examples use e.g. (512, 512, 512).
 
+    BatchNorm. The defaults follow the reference (PyTorch `BatchNorm1d`:
+    running-statistics momentum 0.1, epsilon 1e-5), i.e. Keras
+    `momentum=0.9` (Keras weighs the old moving average, PyTorch the new
+    batch) and `epsilon=1e-5`, not Keras' own defaults (0.99, 1e-3). Pass
+    `momentum=0.99, epsilon=1e-3` for the Keras defaults (this function's
+    behaviour before 0.9/1e-5 became the default).
+
     Args:
         widths: Sequence of positive ints, the layer widths; the last is the
             embedding dimension. Defaults to `(8192, 8192, 8192)`.
         synchronized: Bool, use `BatchNormalization(synchronized=True)`
             (statistics over all replicas, as the reference's SyncBN) under
             tf.distribute. Defaults to `False`.
+        momentum: Float in [0, 1], the BatchNorm moving-average momentum in
+            Keras terms (`1 - ` PyTorch's). Defaults to `0.9` (PyTorch's
+            0.1, as the reference).
+        epsilon: Float, positive, added to the BatchNorm variance. Defaults
+            to `1e-5` (PyTorch's, as the reference).
         name: String, the model name. Defaults to `"projector"`.
 
     Returns:
@@ -35,6 +51,7 @@ def build_projector(
 
     Example:
 
+    >>> import keras_featreg
     >>> projector = keras_featreg.layers.build_projector((512, 512, 512))
 
     Reference:
@@ -48,12 +65,17 @@ def build_projector(
     for width in widths:
         check_int("widths", width, minimum=1)
     check_bool("synchronized", synchronized)
+    momentum = check_float("momentum", momentum, minimum=0.0, maximum=1.0)
+    epsilon = check_positive("epsilon", epsilon)
     layers = []
     for i, width in enumerate(widths[:-1]):
         layers += [
             keras.layers.Dense(width, name=f"dense_{i}"),
             keras.layers.BatchNormalization(
-                synchronized=synchronized, name=f"batch_norm_{i}"
+                momentum=momentum,
+                epsilon=epsilon,
+                synchronized=synchronized,
+                name=f"batch_norm_{i}",
             ),
             keras.layers.ReLU(name=f"relu_{i}"),
         ]

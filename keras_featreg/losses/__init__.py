@@ -7,8 +7,11 @@ per-sample values of shape `(batch_size,)`, and a serializable
 its own batch (Keras then averages the replicas), so the result differs from
 a single-device run on the global batch, as any in-batch mining does.
 
-`ProxyAnchor` is a layer: it holds the Proxy Anchor proxies inside the
-model, so that `fit` trains them (see `keras_featreg.losses.proxy_anchor`).
+`ProxyAnchor` is a layer (`keras_featreg.layers.ProxyAnchor`, also
+importable from here): it holds the Proxy Anchor proxies inside the model,
+so that `fit` trains them. `TwoViewLoss` is the interface of the two-view
+losses (`VICRegLoss`, `InvarianceSVMaxLoss`) whose terms `TwoViewModel`
+logs.
 """
 
 from keras_featreg.losses.angular import AngularLoss
@@ -27,8 +30,11 @@ from keras_featreg.losses.proxy_anchor import (
     proxy_anchor_loss_from_similarities,
 )
 from keras_featreg.losses.regularized import RegularizedLoss
+from keras_featreg.losses.spread_out import SpreadOutLoss
 from keras_featreg.losses.spread_out import SpreadOutRegularizer
 from keras_featreg.losses.spread_out import spread_out_loss
 from keras_featreg.losses.triplet import TripletLoss
 from keras_featreg.losses.triplet import triplet_loss
+from keras_featreg.losses.triplet import triplet_negative_counts
+from keras_featreg.losses.two_view import TwoViewLoss
 from keras_featreg.losses.vicreg import VICRegLoss

@@ -4,11 +4,12 @@ import keras
 import tensorflow as tf
 
 from keras_featreg.losses.labels import LabelLoss
+from keras_featreg.ops.distances import pairwise_distances
 from keras_featreg.ops.pairwise import as_labeled_batch
+from keras_featreg.ops.pairwise import check_finite_loss
 from keras_featreg.ops.pairwise import label_masks
 from keras_featreg.ops.pairwise import masked_logsumexp
 from keras_featreg.ops.pairwise import pair_mean_per_anchor
-from keras_featreg.ops.pairwise import pairwise_distances
 from keras_featreg.utils.validation import check_non_negative
 
 
@@ -37,7 +38,13 @@ def lifted_structure_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
 
     Returns:
         Tensor of shape `(batch_size,)`.
+
+    Raises:
+        ValueError: a negative or non-finite `margin`, or (eagerly; in a
+            graph an `InvalidArgumentError` at run time) a loss beyond the
+            dtype's range (`J_ij` beyond ~1e19 in float32).
     """
+    margin = check_non_negative("margin", margin)
     labels, embeddings = as_labeled_batch(labels, embeddings)
     distances = pairwise_distances(embeddings)
     positive, negative = label_masks(labels)
@@ -53,9 +60,10 @@ def lifted_structure_loss(labels, embeddings, margin: float = 1.0) -> tf.Tensor:
         + distances
     )
     pair = 0.5 * tf.square(tf.nn.relu(j))
-    return pair_mean_per_anchor(
+    loss = pair_mean_per_anchor(
         pair, tf.logical_and(positive, has_negative[:, None])
     )
+    return check_finite_loss(loss, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
@@ -85,8 +93,12 @@ class LiftedStructureLoss(LabelLoss):
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
     >>> loss = keras_featreg.losses.LiftedStructureLoss(margin=1.0)
-    >>> loss(np.array([0, 0, 1, 1]), np.eye(4, 8, dtype="float32"))
+    >>> value = loss(np.array([0, 0, 1, 1]), np.eye(4, 8, dtype="float32"))
+    >>> round(float(value), 4)
+    2.8472
 
     Reference:
     - [Oh Song et al., 2016](https://arxiv.org/abs/1511.06452)

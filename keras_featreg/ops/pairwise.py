@@ -7,9 +7,10 @@ triplets inside the batch from the labels. The shared pieces live here:
   batch (shape, batch size, exact integer ids) and the embeddings.
 - `label_masks`: `positive[i, j]` (same label, `i != j`) and
   `negative[i, j]` (different labels), both `(batch_size, batch_size)` bool.
-- `pairwise_distances`: Euclidean (or squared) distances through the Gram
-  matrix, with a safe square root (zero gradient at zero distance).
-- `pairwise_similarities`: dot products, or cosine similarities.
+- `pairwise_distances`, `pairwise_similarities` (and their scale-safe
+  forms): in `keras_featreg.ops.distances`, also importable from here.
+- `check_finite_loss`: the losses' last step, a clear error (never NaN or
+  Inf) when the loss itself is beyond the dtype's range.
 - `masked_max`, `masked_min`, `masked_logsumexp`, `log1p_sum_exp`:
   reductions over the mined entries only, finite (0) with zero gradient on
   rows that have none.
@@ -17,17 +18,34 @@ triplets inside the batch from the labels. The shared pieces live here:
   values whose batch mean is the mean over the valid pairs; this is how the
   losses return `(batch_size,)` for Keras' reduction and `sample_weight`.
 - `random_negative_mask`: one random negative per anchor (seeded).
+- `next_in_batch_mask`: one partner per anchor, deterministic: the first
+  candidate after the anchor in cyclic batch order.
+- `first_occurrence_pairs`: splits a batch of pairs (two samples per class)
+  into anchors and positives by batch order, as the reference N-pair code
+  lays them out; `n_pair_masks` gives the N-pair and angular losses'
+  positives and negatives under either convention.
 
-Precision. Euclidean distances go through the Gram matrix after centering
-and rescaling the batch (see `pairwise_distances`), which keeps them
-accurate on collapsed batches and finite on huge or tiny inputs.
+Scale. The losses compute their distances and dot products with
+`keras_featreg.ops.distances`, exact at any scale, and end with
+`check_finite_loss`: un-normalized embeddings give the exact loss and
+gradient whenever the loss is representable, and a clear error otherwise
+(issue 13.1).
 """
 
 import keras
 import tensorflow as tf
 
 from keras_featreg.ops.batch import as_matrix
-from keras_featreg.ops.normalize import l2_normalize
+
+# The distances moved to `keras_featreg.ops.distances`; re-exported here,
+# their former home.
+from keras_featreg.ops.distances import pairwise_distances as pairwise_distances
+from keras_featreg.ops.distances import (
+    pairwise_similarities as pairwise_similarities,
+)
+from keras_featreg.ops.distances import safe_sqrt as safe_sqrt
+from keras_featreg.ops.distances import unscale
+from keras_featreg.ops.normalize import l2_normalize as l2_normalize
 
 _FLOAT_MANTISSA_BITS = {
     tf.float16: 11,
@@ -106,9 +124,15 @@ def as_labeled_batch(labels, embeddings, name: str = "embeddings"):
     through `as_labels`, against the embeddings' batch size. When either
     batch size is only known at run time, a graph assertion compares them.
 
+    Eagerly, Inf values (and no NaN) get a message of their own: they are
+    what a loss class receives for float64 embeddings beyond float32's
+    range, as Keras casts `y_pred` to the loss `dtype` (float32 by default)
+    before the loss sees it.
+
     Returns:
         `(labels, embeddings)`: rank-1 labels and a float matrix.
     """
+    _check_no_infinity(embeddings, name)
     embeddings = as_matrix(embeddings, name)
     labels = as_labels(labels, embeddings.shape[0])
     if labels.shape[0] is None or embeddings.shape[0] is None:
@@ -118,6 +142,75 @@ def as_labeled_batch(labels, embeddings, name: str = "embeddings"):
             message=f"`labels` must have one entry per row of `{name}`",
         )
     return labels, embeddings
+
+
+def check_finite_loss(
+    values, embeddings, name: str = "embeddings"
+) -> tf.Tensor:
+    """Returns the per-sample loss `values`, or says that they overflowed.
+
+    The losses validate their (finite) embeddings first, so a non-finite
+    value, or a non-finite sum over the batch (what Keras' reduction
+    computes), means the loss is beyond the dtype's range: embeddings too
+    large for it (un-normalized, or a diverging model). This raises a
+    `ValueError` eagerly, and inside a graph an `InvalidArgumentError` at
+    run time (the check is one reduction over `(batch_size,)` values; XLA
+    compiles it away), instead of returning NaN or Inf.
+
+    Args:
+        values: Float tensor, the loss values.
+        embeddings: Float tensor, the embeddings they come from.
+        name: String, the embeddings' argument name in the message.
+
+    Returns:
+        `values`.
+    """
+    dtype = values.dtype
+    advice = (
+        "L2-normalize or rescale the embeddings"
+        if dtype == tf.float64
+        else "L2-normalize or rescale the embeddings, or compute the loss in "
+        "float64"
+    )
+    message = (
+        f"The loss overflows {dtype.name}: `{name}` are too large for it, "
+        f"so its values (or their sum over the batch, which Keras' "
+        f"reduction computes) exceed {dtype.name}'s largest value "
+        f"({dtype.max:.3g}). {advice}."
+    )
+    finite = tf.math.is_finite(tf.reduce_sum(values))
+    if tf.executing_eagerly():
+        if not bool(finite):
+            largest = float(tf.reduce_max(tf.abs(embeddings)))
+            raise ValueError(
+                f"{message} Received: {name} with max |value|={largest:.3g}"
+            )
+        return values
+    largest = tf.reduce_max(tf.abs(embeddings))
+    check = tf.debugging.Assert(
+        finite, [message, f"Received: {name} with max |value|=", largest]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(values)
+
+
+def _check_no_infinity(embeddings, name: str) -> None:
+    """Raises for eager Inf values (NaN is `as_matrix`'s to report)."""
+    if not tf.executing_eagerly():
+        return  # inside a graph, `as_matrix`'s assertion reports it
+    x = tf.convert_to_tensor(embeddings)
+    if not x.dtype.is_floating:
+        return
+    infinite = int(tf.reduce_sum(tf.cast(tf.math.is_inf(x), tf.int32)))
+    if infinite and not bool(tf.reduce_any(tf.math.is_nan(x))):
+        raise ValueError(
+            f"`{name}` must not contain NaN or Inf values. A loss class "
+            f"receives Inf where float64 embeddings exceed float32's range "
+            f"(~3.4e38): Keras casts `y_pred` to the loss `dtype` (float32 "
+            f'by default) first; pass `dtype="float64"` to the loss to '
+            f"keep them. Received: {name} with {infinite} non-finite "
+            f"(infinite) entries"
+        )
 
 
 def label_masks(labels, remove_diagonal: bool = True):
@@ -141,96 +234,6 @@ def label_masks(labels, remove_diagonal: bool = True):
         eye = tf.eye(tf.shape(labels)[0], dtype=tf.bool)
         same = tf.logical_and(same, tf.logical_not(eye))
     return same, negative
-
-
-def safe_sqrt(x: tf.Tensor) -> tf.Tensor:
-    """`sqrt(max(x, 0))` with gradient 0 (not inf) where `x <= 0`."""
-    positive = x > 0
-    safe_x = tf.where(positive, x, tf.ones_like(x))
-    return tf.where(positive, tf.sqrt(safe_x), tf.zeros_like(x))
-
-
-def pairwise_distances(x, y=None, squared: bool = False) -> tf.Tensor:
-    """Euclidean distances between the rows of `x` and of `y`.
-
-    ```python
-    D[i, j] = ||x_i - y_j||_2   # or its square with squared=True
-    ```
-
-    Computed from the Gram matrix, `G_ii + G_jj - 2 G_ij`, clipped at 0;
-    with `y=None` the diagonal is exactly 0. The square root is `safe_sqrt`:
-    coincident points get distance 0 and gradient 0.
-
-    Precision. The Gram form cancels catastrophically when the points are
-    close relative to their norms; in float32 a collapsed batch (points
-    within 1e-3 of a common center, the case embedding regularizers watch
-    for) then gets distance errors as large as the distances. Distances are
-    translation and scale invariant, so the rows are first centered on
-    their mean and divided by the largest |entry| (both constants for the
-    gradient: the result and its exact gradient do not change), and the
-    squared norms are read from the Gram's own diagonal. On random tests
-    this cut the float32 error on a collapsed batch from ~1e-2 to ~1e-8,
-    and on duplicate rows from ~1e-3 to ~1e-5; huge inputs do not overflow
-    the squares and tiny ones do not underflow them (the squared distances
-    themselves still overflow float32 beyond ~1e19).
-
-    Args:
-        x: Float tensor of shape `(n, d)`.
-        y: Float tensor of shape `(m, d)`, or `None` for `y = x`.
-        squared: Bool, whether to return squared distances.
-
-    Returns:
-        Tensor of shape `(n, m)` in the dtype of `x`.
-    """
-    x = tf.convert_to_tensor(x)
-    same = y is None
-    y = x if same else tf.convert_to_tensor(y, dtype=x.dtype)
-    both = x if same else tf.concat([x, y], axis=0)
-    center = tf.stop_gradient(tf.reduce_mean(both, axis=0, keepdims=True))
-    scale = tf.stop_gradient(tf.reduce_max(tf.abs(both - center)))
-    scale = tf.where(scale > 0, scale, tf.ones_like(scale))
-    xs = (x - center) / scale
-    if same:
-        gram = tf.matmul(xs, xs, transpose_b=True)
-        x_sq = y_sq = tf.linalg.diag_part(gram)
-    else:
-        ys = (y - center) / scale
-        gram = tf.matmul(xs, ys, transpose_b=True)
-        x_sq = tf.reduce_sum(tf.square(xs), axis=1)
-        y_sq = tf.reduce_sum(tf.square(ys), axis=1)
-    sq = tf.maximum(x_sq[:, None] + y_sq[None, :] - 2.0 * gram, 0.0)
-    if same:
-        # Not `set_diag`: its gradient builds a shape XLA cannot compile
-        # when the batch size is dynamic.
-        eye = tf.eye(tf.shape(sq)[0], dtype=tf.bool)
-        sq = tf.where(eye, tf.zeros_like(sq), sq)
-    if squared:
-        return sq * tf.square(scale)
-    return safe_sqrt(sq) * scale
-
-
-def pairwise_similarities(x, y=None, normalize: bool = False) -> tf.Tensor:
-    """Dot products (or cosine similarities) between rows of `x` and `y`.
-
-    ```python
-    S[i, j] = x_i . y_j                      # normalize=False
-    S[i, j] = x_i . y_j / (|x_i| |y_j|)      # normalize=True (cosine)
-    ```
-
-    Args:
-        x: Float tensor of shape `(n, d)`.
-        y: Float tensor of shape `(m, d)`, or `None` for `y = x`.
-        normalize: Bool, whether to L2-normalize the rows first (cosine
-            similarity; all-zero rows give similarity 0). Defaults to `False`.
-
-    Returns:
-        Tensor of shape `(n, m)` in the dtype of `x`.
-    """
-    x = tf.convert_to_tensor(x)
-    y = x if y is None else tf.convert_to_tensor(y, dtype=x.dtype)
-    if normalize:
-        x, y = l2_normalize(x), l2_normalize(y)
-    return tf.matmul(x, y, transpose_b=True)
 
 
 def masked_max(x, mask, axis: int = -1):
@@ -278,23 +281,34 @@ def masked_logsumexp(x, mask, axis: int = -1):
     return tf.squeeze(values, axis), tf.squeeze(has_any, axis)
 
 
-def log1p_sum_exp(x, mask, axis: int = -1) -> tf.Tensor:
+def log1p_sum_exp(x, mask, axis: int = -1, scale=None) -> tf.Tensor:
     """`log(1 + sum(exp(x)))` over the entries where `mask` is True.
 
     The soft-plus of a masked log-sum-exp, computed stably: 0 (with zero
     gradient) on slices without a True entry.
+
+    With `scale` (from `scaled_gram`), the logits are `scale**2 * x` and
+    `x` follows `scaled_gram`'s gradient convention: the result is exact
+    wherever it is representable, even where `scale**2 * x` is not (huge
+    embeddings: a hugely negative logit adds 0, a hugely positive one makes
+    the result Inf).
     """
     x = tf.convert_to_tensor(x)
     mask = tf.broadcast_to(mask, tf.shape(x))
     x_safe = tf.where(mask, x, tf.zeros_like(x))
     largest, _ = masked_max(x_safe, mask, axis=axis)
     shift = tf.stop_gradient(tf.maximum(tf.expand_dims(largest, axis), 0.0))
+    if scale is None:
+        logits, shift_logit = x_safe - shift, shift
+    else:  # the shift is taken on x, before scaling: no Inf - Inf
+        logits = unscale(x_safe - shift, scale, 2)
+        shift_logit = unscale(shift, scale, 2)
     total = tf.reduce_sum(
-        tf.where(mask, tf.exp(x_safe - shift), tf.zeros_like(x)),
+        tf.where(mask, tf.exp(logits), tf.zeros_like(x)),
         axis=axis,
         keepdims=True,
     )
-    values = shift + tf.math.log(tf.exp(-shift) + total)
+    values = shift_logit + tf.math.log(tf.exp(-shift_logit) + total)
     return tf.squeeze(values, axis)
 
 
@@ -356,3 +370,98 @@ def random_negative_mask(labels, seed=None) -> tf.Tensor:
     )
     has_negative = tf.reduce_any(negative, axis=1, keepdims=True)
     return tf.logical_and(chosen, has_negative)
+
+
+def next_in_batch_mask(candidates) -> tf.Tensor:
+    """One partner per anchor: its first candidate in cyclic batch order.
+
+    ```python
+    partner[i] = first j in i + 1, i + 2, ..., b - 1, 0, ..., i - 1
+                 with candidates[i, j]
+    ```
+
+    Deterministic (no seed): the batch order decides. With the positive
+    mask this pairs each sample with the next sample of its class (wrapping
+    around within the class); with the negative mask, with the next sample
+    of another class.
+
+    Args:
+        candidates: Bool tensor of shape `(batch_size, batch_size)`.
+
+    Returns:
+        Bool tensor of the same shape with at most one True per row (none
+        for an anchor without candidates).
+    """
+    candidates = tf.convert_to_tensor(candidates)
+    size = tf.shape(candidates)[0]
+    index = tf.range(size)
+    offset = tf.math.floormod(index[None, :] - index[:, None], size)
+    offset = tf.where(offset == 0, size, offset)  # the anchor itself last
+    score = tf.where(candidates, offset, size + 1)
+    chosen = tf.equal(
+        index[None, :], tf.argmin(score, axis=1, output_type=tf.int32)[:, None]
+    )
+    return tf.logical_and(chosen, candidates)
+
+
+def first_occurrence_pairs(labels):
+    """Anchors and positives of a pair batch, by batch order.
+
+    The reference N-pair and angular code receives `(anchors, positives)`:
+    one anchor and one positive per class. From a labeled batch, the first
+    sample of each class in batch order is its anchor and the second its
+    positive: `[a_0, p_0, a_1, p_1, ...]` (P x 2 order) and
+    `[a_0, a_1, ..., p_0, p_1, ...]` (the reference's concatenation) both
+    work. Later samples of a class are neither.
+
+    Args:
+        labels: Tensor, class ids of shape `(batch_size,)`.
+
+    Returns:
+        `(is_anchor, partner)`: bool `(batch_size,)`, True for the first
+        sample of each class that has a second one; bool
+        `(batch_size, batch_size)`, `partner[i, j]` True when `i` is an
+        anchor and `j` its positive (the second sample of its class).
+        Column `j` of a positive is True in one row, that of its anchor.
+    """
+    labels = tf.reshape(tf.convert_to_tensor(labels), [-1])
+    same = tf.equal(labels[:, None], labels[None, :])
+    size = tf.shape(labels)[0]
+    index = tf.range(size)
+    before = index[None, :] < index[:, None]  # [i, j]: j comes before i
+    # rank[i]: how many samples of i's class come before i.
+    rank = tf.reduce_sum(tf.cast(tf.logical_and(same, before), tf.int32), 1)
+    first, second = tf.equal(rank, 0), tf.equal(rank, 1)
+    partner = tf.logical_and(
+        tf.logical_and(same, first[:, None]), second[None, :]
+    )
+    is_anchor = tf.reduce_any(partner, axis=1)
+    return is_anchor, partner
+
+
+N_PAIR_NEGATIVES = ("all", "pair_positives")
+
+
+def n_pair_masks(labels, negatives: str = "all"):
+    """Positive and negative masks of the N-pair and angular losses.
+
+    - `negatives="all"`: every sample is an anchor, every other same-class
+      sample a positive, every other-class sample a negative (`label_masks`).
+    - `negatives="pair_positives"`: Sohn's N-pair batch, as the reference
+      code (`npairs_loss`, the SVMax `ranking/angular.py`): the first sample
+      of each class (batch order) is an anchor, the second its positive
+      (`first_occurrence_pairs`), and an anchor's negatives are the OTHER
+      classes' positives only (N - 1 on a batch of N pairs).
+
+    Returns:
+        `(positive, negative)`, bool `(batch_size, batch_size)`.
+    """
+    positive, negative = label_masks(labels)
+    if negatives == "pair_positives":
+        is_anchor, positive = first_occurrence_pairs(labels)
+        is_positive = tf.reduce_any(positive, axis=0)
+        negative = tf.logical_and(
+            negative,
+            tf.logical_and(is_anchor[:, None], is_positive[None, :]),
+        )
+    return positive, negative

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.evaluation.collapse import embedding_collapse_report
+from tests import helpers as testing
 from tests.regularizers.test_svmax import numpy_l2_normalize
 from tests.regularizers.test_svmax import numpy_mean_singular_value
 from tests.regularizers.test_svmax import numpy_svmax_bounds

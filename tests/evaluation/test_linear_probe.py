@@ -3,13 +3,13 @@
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 from keras_featreg.evaluation.linear_probe import knn_accuracy
 from keras_featreg.evaluation.linear_probe import linear_probe_accuracy
+from tests import helpers as testing
 
 
 def numpy_knn_predictions(train, train_labels, test, k, vote, temperature):

@@ -2,10 +2,10 @@ import math
 
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.evaluation.modes import angular_uniformity
 from keras_featreg.evaluation.modes import mode_coverage
+from tests import helpers as testing
 
 STD = 0.02
 

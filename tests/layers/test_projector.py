@@ -5,9 +5,9 @@ import os
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import layers
+from tests import helpers as testing
 
 
 class BuildProjectorTest(testing.TestCase):
@@ -108,3 +108,35 @@ class BuildProjectorTest(testing.TestCase):
         model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
         history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)
         self.assertLess(history.history["loss"][-1], history.history["loss"][0])
+
+
+class ProjectorBatchNormDefaultsTest(testing.TestCase):
+    def test_batch_norm_defaults_follow_the_reference(self):
+        # PyTorch BatchNorm1d: momentum 0.1 (Keras 0.9), eps 1e-5.
+        projector = layers.build_projector((8, 8, 4))
+        for batch_norm in projector.layers[1::3]:
+            self.assertAllClose(batch_norm.momentum, 0.9)
+            self.assertAllClose(batch_norm.epsilon, 1e-5)
+
+    def test_keras_defaults_remain_reachable(self):
+        projector = layers.build_projector((8, 4), momentum=0.99, epsilon=1e-3)
+        self.assertAllClose(projector.layers[1].momentum, 0.99)
+        self.assertAllClose(projector.layers[1].epsilon, 1e-3)
+
+    def test_moving_mean_update_matches_pytorch_rule(self):
+        projector = layers.build_projector((6, 3))
+        x = np.random.default_rng(2).normal(size=(10, 4)).astype("float32")
+        projector(x, training=True)
+        dense, batch_norm = projector.layers[0], projector.layers[1]
+        batch_mean = np.asarray(dense(x), np.float64).mean(axis=0)
+        # PyTorch: running = (1 - 0.1) * running + 0.1 * batch, from 0.
+        self.assertAllClose(batch_norm.moving_mean, 0.1 * batch_mean, atol=1e-6)
+
+    @parameterized.named_parameters(
+        ("momentum", {"momentum": 1.5}, ValueError, "Received: momentum=1.5"),
+        ("epsilon", {"epsilon": 0.0}, ValueError, "Received: epsilon=0.0"),
+        ("type", {"momentum": "a"}, TypeError, "Received: momentum='a'"),
+    )
+    def test_invalid_batch_norm_arguments(self, kwargs, error, message):
+        with self.assertRaisesRegex(error, message):
+            layers.build_projector((8, 4), **kwargs)

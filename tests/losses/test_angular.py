@@ -2,9 +2,9 @@ import math
 
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
+from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import numpy_share
@@ -21,15 +21,15 @@ def numpy_angular_loss(labels, x, alpha=45.0):
         for p in range(b):
             if p == a or labels[p] != labels[a]:
                 continue
-            total = 0.0
+            exponents = [0.0]  # log(1 + sum exp(f)) = logsumexp(0, f)
             for n in range(b):
                 if labels[n] == labels[a]:
                     continue
                 f = 4 * tan_sq * (x[a] + x[p]) @ x[n] - 2 * (1 + tan_sq) * (
                     x[a] @ x[p]
                 )
-                total += math.exp(f)
-            per_pair[(a, p)] = math.log(1.0 + total)
+                exponents.append(f)
+            per_pair[(a, p)] = np.logaddexp.reduce(exponents)
     return numpy_share(per_pair, b)
 
 
@@ -93,3 +93,61 @@ class AngularLossTest(testing.TestCase):
     def test_fit(self):
         _, history = fit_smoke(self, losses.AngularLoss())
         self.assertLess(history[-1], history[0])
+
+
+def numpy_reference_angular_loss(labels, anchors, positives, degree=45.0):
+    """The official SVMax `ranking/angular.py` (with_l2reg=False), NumPy."""
+    anchors, positives = np.float64(anchors), np.float64(positives)
+    batch_size = len(anchors)
+    sq_tan_alpha = np.tan(np.deg2rad(degree)) ** 2
+    xa_xp = anchors @ positives.T
+    sim_1 = 2.0 * (1.0 + sq_tan_alpha) * xa_xp * np.eye(batch_size)
+    xa_plus_xp_xn = (anchors + positives) @ positives.T
+    sim_2 = 4.0 * sq_tan_alpha * xa_plus_xp_xn * (1 - np.eye(batch_size))
+    similarity = sim_1 + sim_2
+    labels = np.asarray(labels).reshape(-1, 1)
+    target = np.float64(labels == labels.T)
+    target /= target.sum(1, keepdims=True)
+    shifted = similarity - similarity.max(1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    return np.mean(-np.sum(target * log_softmax, axis=1))
+
+
+class AngularPairPositivesTest(testing.TestCase):
+    def test_config(self):
+        revived = self.run_class_serialization_test(
+            losses.AngularLoss(negatives="pair_positives")
+        )
+        self.assertEqual(revived.negatives, "pair_positives")
+        self.assertEqual(losses.AngularLoss().negatives, "all")
+
+    @parameterized.product(
+        num_pairs=[2, 5, 10],
+        interleaved=[True, False],
+        alpha=[45.0, 30.0],
+        seed=[0, 1],
+    )
+    def test_equals_reference_angular_loss(
+        self, num_pairs, interleaved, alpha, seed
+    ):
+        rng = np.random.default_rng(seed)
+        anchors = rng.normal(size=(num_pairs, 4))
+        anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+        positives = anchors + 0.5 * rng.normal(size=(num_pairs, 4))
+        positives /= np.linalg.norm(positives, axis=1, keepdims=True)
+        classes = rng.permutation(50)[:num_pairs]
+        if interleaved:
+            x = np.stack([anchors, positives], axis=1).reshape(-1, 4)
+            labels = np.repeat(classes, 2)
+        else:
+            x = np.concatenate([anchors, positives])
+            labels = np.concatenate([classes, classes])
+        expected = numpy_reference_angular_loss(
+            classes, anchors, positives, alpha
+        )
+        loss = losses.AngularLoss(alpha, negatives="pair_positives")
+        self.assertAllClose(loss(labels, x.astype("float32")), expected, 1e-5)
+
+    def test_invalid_negatives(self):
+        with self.assertRaisesRegex(ValueError, "Received: negatives='x'"):
+            losses.AngularLoss(negatives="x")

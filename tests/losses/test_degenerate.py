@@ -9,10 +9,10 @@ gradients; invalid labels and embeddings must raise clear errors.
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
 from keras_featreg.ops.pairwise import random_negative_mask
+from tests import helpers as testing
 from tests.losses.test_angular import numpy_angular_loss
 from tests.losses.test_contrastive import numpy_contrastive_loss
 from tests.losses.test_lifted_structure import numpy_lifted_per_anchor

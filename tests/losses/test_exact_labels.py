@@ -11,13 +11,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import distribute
 from keras_featreg import losses
 from keras_featreg import regularizers
 from keras_featreg.losses import labels as labels_module
 from keras_featreg.losses.regularized import RegularizedLoss
+from tests import helpers as testing
 from tests.losses.common import random_embeddings
 from tests.losses.test_contrastive import numpy_contrastive_loss
 

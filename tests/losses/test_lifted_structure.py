@@ -1,10 +1,8 @@
-import math
-
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
+from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import numpy_distance
@@ -16,13 +14,10 @@ def numpy_j(labels, x, i, j, margin):
     negatives = [k for k in range(len(labels)) if labels[k] != labels[i]]
     if not negatives:
         return None
-    total = sum(
-        math.exp(margin - numpy_distance(x[i], x[k])) for k in negatives
-    )
-    total += sum(
-        math.exp(margin - numpy_distance(x[j], x[k])) for k in negatives
-    )
-    return math.log(total) + numpy_distance(x[i], x[j])
+    exponents = [margin - numpy_distance(x[i], x[k]) for k in negatives]
+    exponents += [margin - numpy_distance(x[j], x[k]) for k in negatives]
+    # log(sum(exp(...))) without overflow or underflow at any scale.
+    return np.logaddexp.reduce(exponents) + numpy_distance(x[i], x[j])
 
 
 def numpy_lifted_structure(labels, x, margin=1.0):

@@ -1,11 +1,15 @@
+import json
+import zipfile
+
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
 from keras_featreg.distribute import get_strategy
+from keras_featreg.losses.triplet import triplet_negative_counts
 from keras_featreg.ops.pairwise import random_negative_mask
+from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import random_embeddings
@@ -123,3 +127,133 @@ class SpreadOutRegularizerTest(testing.TestCase):
         x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
         history = model.fit(x, np.arange(16) % 4, batch_size=8, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+
+class SpreadOutLossNameTest(testing.TestCase):
+    """Issue 12.4: `SpreadOutLoss`, formerly `SpreadOutRegularizer`."""
+
+    # What `keras.saving.serialize_keras_object` wrote for the class under
+    # its former name (saved from the code before the rename).
+    OLD_CONFIG = {
+        "module": "keras_featreg.losses.spread_out",
+        "class_name": "SpreadOutRegularizer",
+        "config": {
+            "name": "spread_out_regularizer",
+            "reduction": "sum_over_batch_size",
+            "factor": 0.5,
+            "negatives": "all",
+            "seed": 3,
+        },
+        "registered_name": "keras_featreg>SpreadOutRegularizer",
+    }
+
+    def test_old_name_is_an_alias(self):
+        self.assertIs(losses.SpreadOutRegularizer, losses.SpreadOutLoss)
+        self.assertEqual(losses.SpreadOutLoss().name, "spread_out_loss")
+        self.run_class_serialization_test(losses.SpreadOutLoss(seed=3))
+
+    def test_old_configs_still_load(self):
+        loss = keras.saving.deserialize_keras_object(self.OLD_CONFIG)
+        self.assertIsInstance(loss, losses.SpreadOutLoss)
+        self.assertEqual(
+            (loss.factor, loss.negatives, loss.seed, loss.name),
+            (0.5, "all", 3, "spread_out_regularizer"),
+        )
+        self.assertEqual(
+            keras.saving.get_registered_object(
+                "keras_featreg>SpreadOutRegularizer"
+            ),
+            losses.SpreadOutLoss,
+        )
+
+    def test_old_keras_file_still_loads(self):
+        # A .keras file whose compiled loss config names the old class.
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+        model.compile(optimizer="sgd", loss=losses.SpreadOutLoss(seed=3))
+        path = f"{self.get_temp_dir()}/model.keras"
+        model.save(path)
+        with zipfile.ZipFile(path) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+        config = json.loads(files["config.json"])
+        config["compile_config"]["loss"] = self.OLD_CONFIG
+        files["config.json"] = json.dumps(config).encode()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+        loaded = keras.saving.load_model(path)
+        self.assertIsInstance(loaded.loss, losses.SpreadOutLoss)
+        self.assertEqual(loaded.loss.name, "spread_out_regularizer")
+
+
+def numpy_triplet_pairs(labels, x, mining, fallback="closest"):
+    """The (anchor, negative) pair of every triplet `triplet_loss` mines."""
+    x = np.float64(x)
+    b = len(labels)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    pairs = []
+    for a in range(b):
+        negatives = [n for n in range(b) if labels[n] != labels[a]]
+        positives = [p for p in range(b) if p != a and labels[p] == labels[a]]
+        if not negatives or not positives:
+            continue
+        closest = min(negatives, key=lambda n: (d[a, n], n))
+        if mining == "hard":
+            pairs.append((a, closest))
+            continue
+        farthest = max(negatives, key=lambda n: (d[a, n], -n))
+        for p in positives:
+            farther = [n for n in negatives if d[a, n] > d[a, p]]
+            if farther:
+                pairs.append((a, min(farther, key=lambda n: (d[a, n], n))))
+            else:
+                pairs.append(
+                    (a, farthest if fallback == "farthest" else closest)
+                )
+    return pairs
+
+
+class TripletNegativesTest(testing.TestCase):
+    def test_config(self):
+        revived = self.run_class_serialization_test(
+            losses.SpreadOutLoss(
+                negatives="triplet", mining="semihard", fallback="farthest"
+            )
+        )
+        self.assertEqual(revived.negatives, "triplet")
+        self.assertEqual(revived.mining, "semihard")
+        self.assertEqual(revived.fallback, "farthest")
+
+    @parameterized.product(
+        label_set=sorted(LABEL_SETS),
+        choice=[
+            ("hard", "closest"),
+            ("semihard", "closest"),
+            ("semihard", "farthest"),
+        ],
+        seed=[0, 1],
+    )
+    def test_uses_the_triplets_negatives(self, label_set, choice, seed):
+        mining, fallback = choice
+        labels = LABEL_SETS[label_set]
+        x = random_embeddings(labels, normalize=True, seed=seed)
+        pairs = numpy_triplet_pairs(labels, x, mining, fallback)
+        expected = numpy_spread_out(labels, x, pairs)
+        loss = losses.SpreadOutLoss(
+            negatives="triplet", mining=mining, fallback=fallback
+        )
+        self.assertAllClose(loss(labels, x), expected[0], atol=1e-6)
+        counts = np.zeros((len(labels), len(labels)))
+        for a, n in pairs:
+            counts[a, n] += 1
+        self.assertAllClose(
+            triplet_negative_counts(labels, x, mining, fallback), counts
+        )
+
+    def test_invalid_mining(self):
+        with self.assertRaisesRegex(ValueError, "Received: mining='x'"):
+            losses.SpreadOutLoss(negatives="triplet", mining="x")
+        with self.assertRaisesRegex(ValueError, "Received: fallback='x'"):
+            losses.SpreadOutLoss(fallback="x")
+
+    def test_fit_with_triplet_loss(self):
+        fit_smoke(self, losses.SpreadOutLoss(negatives="triplet"))

@@ -1,10 +1,10 @@
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg import losses
 from keras_featreg.distribute import get_strategy
+from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke
 from tests.losses.common import numpy_distance
@@ -189,3 +189,64 @@ class TripletLossTest(testing.TestCase):
         loss = losses.TripletLoss()
         halves = (loss(y[:8], z[:8]) + loss(y[8:], z[8:])) / 2
         self.assertAllClose(evaluated, halves, rtol=1e-5)
+
+
+def numpy_tf_triplet_semihard_loss(labels, x, margin=1.0):
+    """TF's `triplet_semihard_loss` semantics (tf.contrib / TF Addons with
+    squared-L2, the SVMax `ranking/semi_hard_triplet.py`), pair by pair:
+    for every positive pair (a, p), the closest negative with
+    D_an > D_ap, else the FARTHEST negative; squared distances;
+    mean over all positive pairs of relu(D_ap - D_an + margin)."""
+    d = numpy_distances(x, squared=True)
+    b = len(labels)
+    terms = []
+    for a in range(b):
+        negatives = [n for n in range(b) if labels[n] != labels[a]]
+        for p in range(b):
+            if p == a or labels[p] != labels[a]:
+                continue
+            outside = [d[a, n] for n in negatives if d[a, n] > d[a, p]]
+            d_an = min(outside) if outside else max(d[a, n] for n in negatives)
+            terms.append(max(d[a, p] - d_an + margin, 0.0))
+    return np.mean(terms)
+
+
+class TensorFlowSemiHardTest(testing.TestCase):
+    def test_config(self):
+        revived = self.run_class_serialization_test(
+            losses.TripletLoss(mining="semihard", fallback="farthest")
+        )
+        self.assertEqual(revived.fallback, "farthest")
+        self.assertEqual(losses.TripletLoss().fallback, "closest")
+
+    @parameterized.product(
+        label_set=["pk", "unbalanced", "two_classes"],
+        margin=[0.2, 1.0],
+        seed=[0, 1, 2],
+    )
+    def test_equals_tensorflow_rule(self, label_set, margin, seed):
+        labels = LABEL_SETS[label_set]
+        x = random_embeddings(labels, normalize=True, seed=seed)
+        loss = losses.TripletLoss(
+            margin, mining="semihard", squared=True, fallback="farthest"
+        )
+        expected = numpy_tf_triplet_semihard_loss(labels, x, margin)
+        self.assertAllClose(loss(labels, x), expected, atol=1e-5)
+
+    def test_fallback_picks_the_farthest_negative(self):
+        # 1-D: a=0, p=3 (class 0); negatives at 1 and 2, both closer than
+        # p: no semi-hard negative. Closest fallback: n=1; farthest: n=2.
+        labels = np.array([0, 0, 1, 1])
+        x = np.array([[0.0], [3.0], [1.0], [2.0]], "float32")
+        per_pair = {}
+        for fallback, d_an in (("closest", 1.0), ("farthest", 4.0)):
+            value = losses.triplet_loss(
+                labels, x, 0.5, "semihard", True, fallback
+            )
+            per_pair[fallback] = np.asarray(value)
+            # Anchor 0's only pair: relu(9 - D_an + 0.5), share 4 / 4.
+            self.assertAllClose(per_pair[fallback][0], 9.0 - d_an + 0.5)
+
+    def test_invalid_fallback(self):
+        with self.assertRaisesRegex(ValueError, "Received: fallback='x'"):
+            losses.TripletLoss(fallback="x")

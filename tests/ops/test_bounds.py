@@ -6,9 +6,9 @@ from absl.testing import parameterized
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
-from keras.src import testing
 
 from keras_featreg import ops
+from tests import helpers as testing
 from tests.ops.common import numpy_mean_singular_value
 from tests.ops.common import unit_rows
 
@@ -122,3 +122,40 @@ class SVMaxBoundsTest(testing.TestCase):
     def test_invalid_arguments(self, b, d, error, message):
         with self.assertRaisesRegex(error, message):
             ops.svmax_bounds(b, d)
+
+    @parameterized.named_parameters(
+        ("zero", tf.constant(0), tf.constant(5), ValueError,
+         "Received: batch_size=0$"),
+        ("negative_dim", tf.constant(4), tf.constant(-2, tf.int64),
+         ValueError, "Received: dim=-2$"),
+        ("numpy_zero", np.int64(4), tf.constant(0), ValueError,
+         "Received: dim=0$"),
+        ("float_tensor", tf.constant(2.5), 4, TypeError,
+         "Received: batch_size.dtype=float32$"),
+        ("vector", tf.constant([3, 4]), 4, ValueError,
+         r"Received: batch_size.shape=\(2,\)$"),
+    )  # fmt: skip
+    def test_invalid_tensor_arguments(self, b, d, error, message):
+        # Issue 13.3: tensors of 0 used to give [nan, nan].
+        with self.assertRaisesRegex(error, message):
+            ops.svmax_bounds(b, d)
+
+    def test_invalid_tensor_arguments_in_a_graph(self):
+        # Known when traced: the same ValueError; known only at run time:
+        # an assertion.
+        @tf.function
+        def constant_batch():
+            return ops.svmax_bounds(tf.constant(0), tf.constant(5))
+
+        with self.assertRaisesRegex(ValueError, "Received: batch_size=0$"):
+            constant_batch()
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 6), tf.float32)])
+        def bounds(x):
+            return ops.svmax_bounds(tf.shape(x)[0] - 2, tf.shape(x)[1])
+
+        self.assertAllClose(bounds(tf.zeros((8, 6))), paper_bounds(6, 6))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "`batch_size` must be a positive"
+        ):
+            bounds(tf.zeros((2, 6)))

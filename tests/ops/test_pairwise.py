@@ -1,9 +1,9 @@
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.ops import pairwise
+from tests import helpers as testing
 
 
 def numpy_distances(x, y):
@@ -189,3 +189,40 @@ class MaskedReductionTest(testing.TestCase):
         self.assertAllEqual(mask, same)
         single = pairwise.random_negative_mask(np.zeros(3, int), seed=3)
         self.assertAllEqual(single, np.zeros((3, 3), bool))
+
+
+class LossCheckTest(testing.TestCase):
+    """Issue 13.1: a clear error, never NaN or Inf, for a loss overflow."""
+
+    def test_check_finite_loss(self):
+        embeddings = tf.constant([[1e20, 0.0]])
+        values = tf.constant([1.0, 2.0])
+        self.assertIs(pairwise.check_finite_loss(values, embeddings), values)
+        for bad in ([1.0, np.inf], [np.nan, 1.0], [3e38, 3e38]):
+            with self.assertRaisesRegex(
+                ValueError,
+                r"overflows float32.*or compute the loss in float64\. "
+                r"Received: embeddings with max \|value\|=1e\+20$",
+            ):
+                pairwise.check_finite_loss(tf.constant(bad), embeddings)
+
+        @tf.function
+        def graph(values):
+            return pairwise.check_finite_loss(values, embeddings)
+
+        self.assertAllClose(graph(values), values)
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "overflows float32"
+        ):
+            graph(tf.constant([np.inf, 1.0]))
+
+    def test_infinite_embeddings_message(self):
+        # What a float32 loss receives for float64 embeddings beyond float32.
+        with self.assertRaisesRegex(
+            ValueError, r"dtype.*Received: embeddings with 1 non-finite"
+        ):
+            pairwise.as_labeled_batch([0, 1], np.array([[np.inf], [0.0]]))
+        with self.assertRaisesRegex(
+            ValueError, "Received: embeddings with 2 non-finite entries$"
+        ):
+            pairwise.as_labeled_batch([0, 1], np.array([[np.inf], [np.nan]]))
