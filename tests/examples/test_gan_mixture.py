@@ -1,253 +1,150 @@
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import keras
 import numpy as np
-from keras.src import testing
 
+from tests import helpers as testing
+from tests.examples.common import EXAMPLES
 from tests.examples.common import load_example
 
 gan = load_example("gan_mixture")
 
-TINY = {"latent_dim": 8, "hidden": 8}
+TINY = ["--latent-dim=4", "--hidden=8", "--batch-size=16", "--num-samples=40"]
 
 
-def tiny_model(unrolling_steps=0, svmax_factor=0.0, seed=0, lr=0.01):
+def flat(model):
+    return np.concatenate([np.ravel(w) for w in model.get_weights()])
+
+
+def networks(seed=0):
     keras.utils.set_random_seed(seed)
-    model = gan.MixtureGAN(
-        gan.build_generator(**TINY),
-        gan.build_discriminator(TINY["hidden"]),
-        latent_dim=TINY["latent_dim"],
-        unrolling_steps=unrolling_steps,
-        svmax_factor=svmax_factor,
-        seed=seed,
-    )
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(lr, beta_1=0.5),
-        g_optimizer=keras.optimizers.Adam(lr, beta_1=0.5),
-    )
-    return model
-
-
-def weights(model):
-    """All of a model's weights as one flat vector."""
-    return np.concatenate(
-        [np.ravel(keras.ops.convert_to_numpy(v)) for v in model.weights]
+    return gan.mlp([4, 8, 8, 2], "tanh", "G"), gan.mlp(
+        [2, 8, 8, 1], "relu", "D"
     )
 
 
-class RingDataTest(testing.TestCase):
-    def test_centers(self):
-        centers = gan.ring_centers()
-        self.assertEqual(centers.shape, (8, 2))
-        self.assertAllClose(np.linalg.norm(centers, axis=1), np.full(8, 2.0))
-        # Evenly spaced: neighbours are 2 * r * sin(pi / 8) apart.
-        gaps = np.linalg.norm(centers - np.roll(centers, 1, axis=0), axis=1)
-        self.assertAllClose(gaps, np.full(8, 4 * np.sin(np.pi / 8)))
+class MixtureTest(testing.TestCase):
+    def test_weights(self):
+        self.assertAllClose(gan.mixture_weights("uniform"), np.full(8, 0.125))
+        # The notebook's random_distribution(): uniform(0, 1), normalized.
+        expected = np.random.default_rng(5).uniform(size=8)
+        self.assertAllClose(
+            gan.mixture_weights("random", 5), expected / expected.sum()
+        )
 
-    def test_dataset_samples_the_mixture(self):
-        batches = list(gan.ring_dataset(256, seed=3).take(2))
-        self.assertEqual(batches[0].shape, (256, 2))
-        self.assertNotAllClose(batches[0], batches[1])
-        points = np.concatenate([b.numpy() for b in batches])
+    def test_samples_follow_the_weights(self):
+        weights = np.array([0.5, 0.5, 0, 0, 0, 0, 0, 0])
+        points = gan.sample_mixture(np.random.default_rng(0), 400, weights)
         distances = np.linalg.norm(
             points[:, None] - gan.ring_centers()[None], axis=-1
         )
-        self.assertLess(distances.min(axis=1).max(), 6 * gan.STD)
-        self.assertEqual(len(np.unique(distances.argmin(axis=1))), 8)
-        # Same seed, same stream.
-        again = next(iter(gan.ring_dataset(256, seed=3)))
-        self.assertAllClose(again, batches[0])
+        self.assertLess(distances.min(1).max(), 6 * gan.STD)
+        self.assertEqual(set(distances.argmin(1)), {0, 1})
+        self.assertAllClose(np.linalg.norm(gan.ring_centers(), axis=1), [2] * 8)
 
-    def test_sample_ring(self):
-        points = gan.sample_ring(400, seed=0)
-        report = gan.mode_coverage(points, gan.ring_centers(), gan.STD)
-        self.assertEqual(report["modes_covered"], 8)
-        self.assertGreater(report["high_quality_share"], 0.97)
+    def test_pytorch_initialization(self):
+        model = gan.mlp([256, 128, 2], "tanh", "G")
+        for layer, fan_in in zip(model.layers, (256, 128), strict=True):
+            kernel, bias = layer.get_weights()
+            for values in (kernel, bias):
+                self.assertLessEqual(np.abs(values).max(), fan_in**-0.5)
+            # Uniform over the whole interval, not a narrower default.
+            self.assertGreater(np.abs(kernel).max(), 0.9 * fan_in**-0.5)
+            self.assertGreater(np.abs(bias).std(), 0.0)
+        self.assertEqual(model.layers[-1].activation.__name__, "linear")
 
 
-class MixtureGANTest(testing.TestCase):
-    def test_fit_logs_losses_and_s_mu(self):
-        for unrolling_steps, factor in ((0, 0.0), (2, 0.01)):
-            model = tiny_model(unrolling_steps, factor)
-            history = model.fit(
-                gan.ring_dataset(32, seed=0),
-                epochs=2,
-                steps_per_epoch=3,
-                shuffle=False,
-                verbose=0,
+class TrainStepTest(testing.TestCase):
+    def batches(self, unrolling=0):
+        rng = np.random.default_rng(0)
+        weights = gan.mixture_weights("uniform")
+        return (
+            gan.sample_mixture(rng, 16, weights),
+            rng.normal(size=(16, 4)).astype("float32"),
+            rng.normal(size=(16, 4)).astype("float32"),
+            gan.sample_mixture(rng, 16 * unrolling, weights).reshape(
+                unrolling, 16, 2
+            ),
+        )
+
+    def test_unrolling_and_svmax_change_only_the_generator(self):
+        runs = {}
+        for unrolling, factor in ((0, 0.0), (3, 0.0), (0, 1.0)):
+            generator, discriminator = networks()
+            step = gan.make_train_step(
+                generator, discriminator, unrolling, factor, 0.01
             )
-            for key in ("d_loss", "g_loss", "mean_singular_value"):
-                values = history.history[key]
-                self.assertLen(values, 2)
-                self.assertTrue(np.all(np.isfinite(values)), key)
-            self.assertGreater(history.history["mean_singular_value"][-1], 0)
+            step(*self.batches(unrolling))
+            runs[unrolling, factor] = flat(generator), flat(discriminator)
+        vanilla = runs[0, 0.0]
+        for key in ((3, 0.0), (0, 1.0)):
+            # D's own step is the same; the look-ahead is undone.
+            self.assertAllClose(runs[key][1], vanilla[1])
+            self.assertNotAllClose(runs[key][0], vanilla[0])
 
-    def test_svmax_is_unbounded_and_unnormalized(self):
-        model = tiny_model(svmax_factor=0.01)
+    def test_run_reports_each_snapshot(self):
+        args = gan.parse_args(
+            TINY + ["--steps=4", "--snapshot-every=2", "--unrolling-steps=2"]
+        )
+        snapshots = gan.run("unrolled_svmax", "random", 0, args)
+        self.assertEqual([s["step"] for s in snapshots], [2, 4])
+        for s in snapshots:
+            self.assertEqual(s["samples"].shape, (40, 2))
+            self.assertBetween(s["modes_3sigma"], 0, s["modes_loose"])
+            self.assertBetween(s["share_3sigma"], 0.0, 1.0)
+            self.assertBetween(s["missed_weight"], 0.0, 1.0 + 1e-9)
+
+
+class GanExampleTest(testing.TestCase):
+    def test_help_and_arguments(self):
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); import gan_mixture;"
+            " gan_mixture.parse_args([]);"
+            " assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+        )
+        subprocess.run([sys.executable, "-c", code, str(EXAMPLES)], check=True)
+        args = gan.parse_args([])
         self.assertEqual(
-            model.svmax.get_config(),
-            {
-                "factor": 0.01,
-                "bounded": False,
-                "normalize": False,
-                "global_batch": True,
-            },
+            (args.steps, args.snapshot_every, args.learning_rate),
+            (3000, 300, 0.025),
         )
-        fake = keras.random.normal((64, 2), seed=1) * 3.0
-        stats = model.svmax.stats(fake)
-        singular = np.linalg.svd(keras.ops.convert_to_numpy(fake), False, False)
-        self.assertAllClose(
-            stats["mean_singular_value"], singular.mean(), rtol=1e-5
-        )
-        self.assertAllClose(stats["penalty"], -0.01 * singular.mean())
+        self.assertEqual(args.output_dir, os.path.join("runs", "gan_mixture"))
+        with self.assertRaisesRegex(ValueError, "Received: variants=\\['x'\\]"):
+            gan.parse_args(["--variants", "x"])
 
-    def test_svmax_changes_only_the_generator_update(self):
-        real = gan.ring_dataset(32, seed=0).take(1).get_single_element()
-        plain, regularized = tiny_model(), tiny_model(svmax_factor=1.0)
-        self.assertAllClose(
-            weights(plain.discriminator), weights(regularized.discriminator)
-        )
-        plain.train_step(real)
-        regularized.train_step(real)
-        self.assertAllClose(
-            weights(plain.discriminator), weights(regularized.discriminator)
-        )
-        self.assertNotAllClose(
-            weights(plain.generator), weights(regularized.generator)
-        )
-
-    def test_unrolling_leaves_the_discriminator_alone(self):
-        real = gan.ring_dataset(32, seed=0).take(1).get_single_element()
-        plain, unrolled = tiny_model(), tiny_model(unrolling_steps=3)
-        plain.train_step(real)
-        unrolled.train_step(real)
-        # The discriminator's own step is the same; only G sees the copy.
-        self.assertAllClose(
-            weights(plain.discriminator), weights(unrolled.discriminator)
-        )
-        self.assertEqual(
-            int(unrolled.d_optimizer.iterations),
-            int(plain.d_optimizer.iterations),
-        )
-        self.assertNotAllClose(
-            weights(plain.generator), weights(unrolled.generator)
-        )
-        # The copy was advanced 3 steps from the discriminator's state.
-        self.assertEqual(int(unrolled.unroll_optimizer.iterations), 1 + 3)
-        self.assertNotAllClose(
-            weights(unrolled.unrolled_discriminator),
-            weights(unrolled.discriminator),
-        )
-
-    def test_unrolled_copy_matches_manual_steps(self):
-        real = gan.ring_dataset(32, seed=0).take(1).get_single_element()
-        model = tiny_model(unrolling_steps=2)
-        fake = model.generator(model.noise(32))
-        copy = model._unrolled(real, fake)
-        # Replay: a fresh discriminator with the same weights and the same
-        # optimizer, stepped twice by hand.
-        manual = gan.build_discriminator(TINY["hidden"])
-        manual.set_weights(model.discriminator.get_weights())
-        optimizer = keras.optimizers.Adam(0.01, beta_1=0.5)
-        optimizer.build(manual.trainable_variables)
-        for _ in range(2):
-            model._d_step(manual, optimizer, real, fake)
-        self.assertAllClose(weights(copy), weights(manual), atol=1e-6)
-
-    def test_invalid_arguments(self):
-        with self.assertRaisesRegex(ValueError, "Received: unrolling_steps=-1"):
-            gan.MixtureGAN(
-                gan.build_generator(**TINY),
-                gan.build_discriminator(8),
-                unrolling_steps=-1,
-            )
-        with self.assertRaisesRegex(ValueError, "Received: variant='x'"):
-            gan.train_variant("x", 0)
-        with self.assertRaisesRegex(ValueError, "Received: steps=5"):
-            gan.train_variant("vanilla", 0, steps=5, snapshots=2)
-
-
-class ExampleTest(testing.TestCase):
-    def test_train_variant(self):
-        run = gan.train_variant(
-            "unrolled_svmax",
-            seed=0,
-            steps=4,
-            snapshots=2,
-            batch_size=32,
-            num_samples=50,
-            **TINY,
-        )
-        self.assertEqual([r["step"] for r in run["reports"]], [2, 4])
-        self.assertEqual([s for s, _ in run["samples"]], [2, 4])
-        self.assertEqual(run["samples"][0][1].shape, (50, 2))
-        for report in run["reports"]:
-            self.assertBetween(report["modes_covered"], 0, 8)
-            self.assertBetween(report["modes_covered_loose"], 0, 8)
-            self.assertGreaterEqual(
-                report["share_loose"], report["high_quality_share"]
-            )
-
-    def test_summarize(self):
-        def run(variant, seed, modes):
-            reports = [
-                {
-                    "step": 10,
-                    "modes_covered": modes,
-                    "high_quality_share": modes / 10,
-                    "modes_covered_loose": 8,
-                    "share_loose": 0.9,
-                }
-            ]
-            history = {"mean_singular_value": [float(seed)]}
-            return {
-                "variant": variant,
-                "seed": seed,
-                "reports": reports,
-                "history": history,
-            }
-
-        rows = gan.summarize(
-            [run("vanilla", 0, 2), run("vanilla", 1, 6), run("svmax", 0, 8)]
-        )
-        self.assertLen(rows, 2)
-        self.assertEqual(rows[0]["modes_mean"], 4.0)
-        self.assertEqual(rows[0]["modes_std"], 2.0)
-        self.assertAllClose(rows[0]["quality_mean"], 0.4)
-        self.assertEqual(rows[0]["s_mu_mean"], 0.5)
-        self.assertEqual(rows[1]["modes_per_seed"], [8])
-        table = gan.results_table(rows)
-        self.assertIn("| vanilla | 10 | 4.0 +/- 2.0 | 40.0 +/- 20.0", table)
-
-    def test_main_writes_table_and_figures(self):
+    def test_main_writes_tables_and_figures(self):
         with tempfile.TemporaryDirectory() as directory:
-            rows = gan.main(
-                [
-                    "--steps=4",
-                    "--snapshots=2",
+            results = gan.main(
+                TINY
+                + [
+                    "--steps=2",
+                    "--snapshot-every=1",
+                    "--unrolling-steps=1",
                     "--seeds",
+                    "0",
                     "1",
                     "--variants",
                     "vanilla",
                     "unrolled_svmax",
-                    "--batch-size=32",
-                    "--num-samples=40",
-                    "--latent-dim=8",
-                    "--hidden=8",
                     f"--output-dir={directory}",
                 ]
             )
-            self.assertLen(rows, 2 * 2)  # 2 variants x 2 snapshots
-            self.assertEqual(rows[0]["seeds"], [1])
-            self.assertEqual([row["step"] for row in rows], [2, 4, 2, 4])
+            self.assertLen(results, 2 * 2)  # mixtures x variants
+            self.assertLen(results["random", "vanilla"], 2)  # seeds
             for name in (
-                "gan_mixture.png",
+                "gan_mixture_random.png",
+                "gan_mixture_uniform.png",
                 "gan_mixture_coverage.png",
-                "results.md",
-                "results.json",
             ):
-                path = os.path.join(directory, name)
-                self.assertGreater(os.path.getsize(path), 100, name)
-            with open(os.path.join(directory, "gan_mixture.png"), "rb") as f:
-                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+                with open(os.path.join(directory, name), "rb") as f:
+                    self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+            with open(os.path.join(directory, "results.md")) as f:
+                table = f.read()
+            self.assertEqual(table.count("| random | vanilla |"), 2)
+            self.assertIn("real samples reach", table)
+            with open(os.path.join(directory, "results.json")) as f:
+                self.assertLen(json.load(f)["rows"], 2 * 2 * 2)
