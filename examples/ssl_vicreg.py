@@ -40,7 +40,8 @@ Outputs (in --output-dir): results.md / results.csv (the table),
 runs.json (every figure and the per-epoch curves), ssl_training_curves.png
 (loss terms, embedding std and s_mu per epoch), ssl_collapse.png (test-set
 std and s_mu against the bounds); the VICReg encoder is exported as a
-SavedModel to --export-dir.
+SavedModel to --export-dir (default: OUTPUT_DIR/export; saved_models/ only
+with --update-saved-models).
 """
 
 import argparse
@@ -81,6 +82,12 @@ TFDS = {
     "imagenette": ("imagenette/320px-v2", "train", "train", "validation"),
 }
 DEFAULT_IMAGE_SIZE = {"mnist5k": 28, "cifar10": 32, "stl10": 96}
+# saved_models/ in the repository: written only on request.
+SAVED_MODEL_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "saved_models",
+    "ssl_vicreg",
+)
 BACKBONES = ("small_cnn", "resnet18", "resnet50")
 # PyTorch's BatchNorm default (momentum 0.1 there), which VICReg's code
 # uses: Keras' 0.99 leaves the moving statistics of a short run far from
@@ -174,10 +181,25 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=os.path.join("runs", "ssl"))
     parser.add_argument(
         "--export-dir",
-        default=os.path.join("saved_models", "ssl_vicreg"),
-        help="Where the VICReg encoder goes ('' to skip).",
+        default=None,
+        help="Where the VICReg encoder goes ('' to skip). Defaults to "
+        "OUTPUT_DIR/export.",
+    )
+    parser.add_argument(
+        "--update-saved-models",
+        action="store_true",
+        help="Export to saved_models/ssl_vicreg/ in the repository.",
     )
     args = parser.parse_args(argv)
+    if args.update_saved_models:
+        if args.export_dir is not None:
+            parser.error(
+                "pass at most one of --export-dir and --update-saved-models. "
+                f"Received: export_dir={args.export_dir!r}"
+            )
+        args.export_dir = SAVED_MODEL_DIR
+    elif args.export_dir is None:
+        args.export_dir = os.path.join(args.output_dir, "export")
     if args.backbone is None:
         args.backbone = "small_cnn" if args.dataset == "mnist5k" else "resnet18"
     if args.image_size is None:

@@ -1,5 +1,7 @@
 """keras-featreg: feature-embedding regularizers for Keras 3."""
 
+# First: checks that Keras runs on the TensorFlow backend.
+from keras_featreg import backend
 from keras_featreg import callbacks
 from keras_featreg import data
 from keras_featreg import distribute

@@ -36,7 +36,9 @@ class CollapseMonitor(keras.callbacks.Callback):
     appends its own `History` and progress bar last, so `History`
     (`fit(...).history`) sees these keys. Put `CollapseMonitor` BEFORE
     `keras.callbacks.CSVLogger` and `keras.callbacks.TensorBoard` in the
-    `callbacks` list, or they will not see them. The first epoch is always
+    `callbacks` list, or they will not see them (TensorBoard writes them as
+    `epoch_mean_singular_value`, ...; it needs the `tensorboard` package:
+    `pip install "keras-featreg[tensorboard]"`). The first epoch is always
     measured, so CSVLogger (which fixes its columns at the first epoch)
     gets the columns; on skipped epochs the keys are absent, as Keras does
     for `validation_freq` (CSVLogger writes "NA"). A key that is already in
@@ -66,14 +68,26 @@ class CollapseMonitor(keras.callbacks.Callback):
 
     Example:
 
-    >>> monitor = keras_featreg.callbacks.CollapseMonitor(x_test[:512])
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 8)).astype("float32")
+    >>> y = rng.normal(size=(64, 4)).astype("float32")
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> monitor = keras_featreg.callbacks.CollapseMonitor(x[:32])
     >>> history = model.fit(
-    ...     x_train,
-    ...     y_train,
-    ...     epochs=10,
+    ...     x,
+    ...     y,
+    ...     epochs=2,
+    ...     verbose=0,
     ...     callbacks=[monitor, keras.callbacks.CSVLogger("log.csv")],
     ... )
-    >>> history.history["mean_singular_value"]
+    >>> len(history.history["mean_singular_value"])
+    2
+    >>> round(float(history.history["svmax_upper_bound"][0]), 4)  # sqrt(32/4)
+    2.8284
 
     Reference:
     - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Fig. 3, 15.

@@ -1,7 +1,5 @@
 """Learning-rate schedules of the papers' training recipes."""
 
-import math
-
 import keras
 from keras import ops
 
@@ -36,8 +34,13 @@ class ConstantThenPolynomialDecay(
 
     Example:
 
-    >>> schedule = ConstantThenPolynomialDecay(0.01, total_steps=5000)
+    >>> import keras
+    >>> import keras_featreg
+    >>> schedule = keras_featreg.schedules.ConstantThenPolynomialDecay(
+    ...     0.01, total_steps=5000)
     >>> optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
+    >>> [round(float(schedule(step)), 6) for step in (0, 2500, 3750, 5000)]
+    [0.01, 0.01, 0.005, 0.0]
 
     Reference:
     - [Taha et al., 2021](https://arxiv.org/abs/2103.02770), Sec. 4.1.
@@ -84,7 +87,7 @@ class ConstantThenPolynomialDecay(
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
     """Linear warm-up, then cosine decay (VICReg's `adjust_learning_rate`).
 
     ```python
@@ -100,6 +103,13 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     `base_learning_rate=0.2`, batch size 2048, 10 warm-up epochs and
     `end_factor=0.001`, with LARS (`main_vicreg.py`).
 
+    This is Keras' own schedule, parameterized as VICReg is:
+    `keras.optimizers.schedules.CosineDecay(0.0, total_steps - warmup_steps,
+    alpha=end_factor, warmup_target=peak, warmup_steps=warmup_steps)` is the
+    same formula (`peak * ((1 - alpha) * q + alpha)`); this subclass only
+    adds the batch-size scaling of `peak`, the argument checks and a config
+    in VICReg's terms.
+
     Args:
         base_learning_rate: Float > 0, the rate per `reference_batch_size`
             examples.
@@ -113,9 +123,12 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
 
-    >>> schedule = WarmupCosineDecay(
+    >>> import keras_featreg
+    >>> schedule = keras_featreg.schedules.WarmupCosineDecay(
     ...     0.2, batch_size=2048, total_steps=62_500, warmup_steps=6_250)
     >>> optimizer = keras_featreg.optimizers.LARS(schedule)
+    >>> round(float(schedule(6_250)), 4)  # peak = 0.2 * 2048 / 256
+    1.6
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906)
@@ -131,46 +144,43 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         end_factor: float = 0.001,
         reference_batch_size: int = 256,
     ) -> None:
-        self.base_learning_rate = check_positive(
+        base_learning_rate = check_positive(
             "base_learning_rate", base_learning_rate
         )
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.total_steps = check_int("total_steps", total_steps, minimum=1)
-        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
-        if self.warmup_steps >= self.total_steps:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        total_steps = check_int("total_steps", total_steps, minimum=1)
+        warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        if warmup_steps >= total_steps:
             raise ValueError(
-                f"`warmup_steps` must be < total_steps={self.total_steps}. "
-                f"Received: warmup_steps={self.warmup_steps}"
+                f"`warmup_steps` must be < total_steps={total_steps}. "
+                f"Received: warmup_steps={warmup_steps}"
             )
-        self.end_factor = check_float(
+        end_factor = check_float(
             "end_factor", end_factor, minimum=0.0, maximum=1.0
         )
-        self.reference_batch_size = check_int(
+        reference_batch_size = check_int(
             "reference_batch_size", reference_batch_size, minimum=1
         )
+        super().__init__(
+            initial_learning_rate=0.0,
+            decay_steps=total_steps - warmup_steps,
+            alpha=end_factor,
+            name="WarmupCosineDecay",
+            warmup_target=base_learning_rate
+            * batch_size
+            / reference_batch_size,
+            warmup_steps=warmup_steps,
+        )
+        self.base_learning_rate = base_learning_rate
+        self.batch_size = batch_size
+        self.total_steps = total_steps
+        self.end_factor = end_factor
+        self.reference_batch_size = reference_batch_size
 
     @property
     def peak_learning_rate(self) -> float:
         """`base_learning_rate * batch_size / reference_batch_size`."""
-        return (
-            self.base_learning_rate
-            * self.batch_size
-            / self.reference_batch_size
-        )
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        peak = self.peak_learning_rate
-        warmup = float(self.warmup_steps)
-        warm = peak * step / max(warmup, 1.0)
-        progress = ops.clip(
-            (step - warmup) / float(self.total_steps - self.warmup_steps),
-            0.0,
-            1.0,
-        )
-        q = 0.5 * (1.0 + ops.cos(math.pi * progress))
-        decayed = peak * q + self.end_factor * peak * (1.0 - q)
-        return ops.where(step < warmup, warm, decayed)
+        return self.warmup_target
 
     def get_config(self) -> dict:
         return {

@@ -1,13 +1,17 @@
 import csv
+import glob
+import importlib.util
 import os
 
 import keras
 import numpy as np
-from keras.src import testing
+import tensorflow as tf
 
 from keras_featreg import metrics
+from keras_featreg.callbacks import LOG_KEYS
 from keras_featreg.callbacks import CollapseMonitor
 from keras_featreg.evaluation.collapse import embedding_collapse_report
+from tests import helpers as testing
 
 KEYS = (
     "mean_singular_value",
@@ -70,6 +74,43 @@ class CollapseMonitorTest(testing.TestCase):
             float(rows[1]["mean_singular_value"]),
             expected["mean_singular_value"],
         )
+
+    def test_tensorboard_event_file_holds_the_collapse_scalars(self):
+        if importlib.util.find_spec("tensorboard") is None:
+            self.skipTest(
+                "tensorboard is not installed (`pip install "
+                "'keras-featreg[tensorboard]'`, also in the `test` extra)"
+            )
+        model = build_model()
+        x, y = data()
+        monitor = CollapseMonitor(x[:16])
+        log_dir = self.get_temp_dir()
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=2,
+            verbose=0,
+            callbacks=[monitor, keras.callbacks.TensorBoard(log_dir)],
+        )
+        scalars = {}  # tag -> {step: value}
+        for path in glob.glob(os.path.join(log_dir, "train", "events.*")):
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                for value in event.summary.value:
+                    if not value.tag.startswith("epoch_"):
+                        continue  # the model config, written once
+                    scalars.setdefault(value.tag, {})[event.step] = float(
+                        tf.make_ndarray(value.tensor)
+                    )
+        for key in KEYS:
+            written = scalars["epoch_" + key]
+            self.assertEqual(sorted(written), [0, 1])
+            for entry in monitor.history:
+                self.assertAllClose(
+                    written[entry["epoch"]], entry[LOG_KEYS[key]]
+                )
+        self.assertEqual(scalars["epoch_svmax_lower_bound"][1], 16**0.5 / 2)
 
     def test_every_and_layer_name(self):
         model = build_model()

@@ -11,10 +11,10 @@ import textwrap
 
 import keras
 import numpy as np
-from keras.src import testing
 
 from keras_featreg import layers
 from keras_featreg import regularizers
+from tests import helpers as testing
 
 SERVE = textwrap.dedent(
     """

@@ -3,10 +3,10 @@ import math
 import keras
 import numpy as np
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.schedules import ConstantThenPolynomialDecay
 from keras_featreg.schedules import WarmupCosineDecay
+from tests import helpers as testing
 
 
 def numpy_schedule(step, initial, total, hold_fraction, end, power):
@@ -80,6 +80,22 @@ class WarmupCosineDecayTest(testing.TestCase):
                 step, base_lr, batch_size, total, warmup, end
             )
             self.assertAllClose(schedule(step), expected, rtol=1e-5)
+
+    @parameterized.parameters((1000, 100, 0.001), (50, 0, 0.01), (10, 9, 0.5))
+    def test_is_keras_cosine_decay_with_warmup(self, total, warmup, end):
+        schedule = WarmupCosineDecay(0.2, 2048, total, warmup, end_factor=end)
+        self.assertIsInstance(schedule, keras.optimizers.schedules.CosineDecay)
+        keras_schedule = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=total - warmup,
+            alpha=end,
+            warmup_target=0.2 * 2048 / 256,
+            warmup_steps=warmup,
+        )
+        for step in range(0, 2 * total + 1, max(total // 50, 1)):
+            self.assertAllClose(
+                schedule(step), keras_schedule(step), atol=0, rtol=0
+            )
 
     def test_shape_of_the_schedule(self):
         schedule = WarmupCosineDecay(0.2, 512, total_steps=100, warmup_steps=10)

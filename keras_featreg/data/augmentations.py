@@ -1,4 +1,4 @@
-"""The VICReg two-view augmentation recipe as Keras layers and tf.data.
+"""The VICReg two-view augmentation recipe: a layer pipeline and tf.data.
 
 VICReg (Bardes et al., 2022, `augmentations.py` of facebookresearch/vicreg)
 augments each image twice with torchvision transforms:
@@ -13,15 +13,18 @@ Solarization(p=0.0 | 0.2)                       # PIL solarize, threshold 128
 Normalize(ImageNet mean, std)
 ```
 
-(view 1 | view 2). Keras 3.15 has no layer with torchvision's semantics for
-three of them (`keras.layers.RandomColorJitter` shifts brightness
-additively, maps its saturation factor differently and uses one order;
-`RandomGaussianBlur` draws one anisotropic sigma per batch;
-`Solarization` draws its threshold), so this module defines `ColorJitter`,
-`GaussianBlur` and `Solarize` with torchvision's formulas, drawn per image.
-They take channels-last images (a batch or one image) of any numeric dtype
-in `value_range`, return float (the compute dtype), are identities at
-inference (`training=False`) and run eagerly, in models and in `tf.data`.
+(view 1 | view 2). This module holds the recipe: `vicreg_augmenter` (one
+view as a `keras.layers.Pipeline`) and `two_view_dataset` (the `tf.data`
+pipeline of view pairs). The augmentation layers themselves live in
+`keras_featreg.layers`: Keras 3.15 has no layer with torchvision's
+semantics for five of the steps (`keras.layers.RandomColorJitter` shifts
+brightness additively, maps its saturation factor differently and uses one
+order; `RandomGaussianBlur` draws one anisotropic sigma per batch;
+`Solarization` draws its threshold; nothing applies a layer per image with
+a probability or crops with torchvision's rule), so `RandomResizedCrop`,
+`RandomApply`, `ColorJitter`, `GaussianBlur` and `Solarize` are ours.
+`keras_featreg.data.augmentations.ColorJitter`, `.GaussianBlur` and
+`.Solarize` remain importable from here as aliases of those layers.
 """
 
 import numpy as np
@@ -134,8 +137,13 @@ def vicreg_augmenter(
 
     Example:
 
-    >>> augment = keras_featreg.data.vicreg_augmenter(96, view=2, seed=0)
-    >>> views = augment(images)  # (batch, 96, 96, 3) float32
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> augment = keras_featreg.data.vicreg_augmenter(24, view=2, seed=0)
+    >>> images = np.zeros((4, 32, 32, 3), "uint8")
+    >>> views = augment(images)
+    >>> tuple(views.shape), views.dtype.name
+    ((4, 24, 24, 3), 'float32')
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906) and its
@@ -195,6 +203,55 @@ def vicreg_augmenter(
     return keras_layers.Pipeline(pipeline, name=f"vicreg_view_{view}")
 
 
+def _too_few_images(dataset, batch_size, drop_remainder) -> str | None:
+    """The reason the pipeline would yield no batch at all, else `None`.
+
+    Known when the number of images is (arrays, and datasets of known
+    cardinality); an empty `images` fails at once.
+    """
+    num_images = int(dataset.cardinality())
+    if num_images < 0:  # infinite or unknown
+        return None
+    if num_images == 0:
+        raise ValueError(
+            "`images` must contain at least one image. "
+            "Received: images.cardinality()=0"
+        )
+    if drop_remainder and num_images < batch_size:
+        return (
+            f"`two_view_dataset` got {num_images} images, fewer than "
+            "`batch_size`, so with `drop_remainder=True` it yields no batch "
+            "at all. Pass a `batch_size` of at most the number of images, "
+            "or `drop_remainder=False` to keep the partial batch. "
+            f"Received: batch_size={batch_size}"
+        )
+    return None
+
+
+def _fail_when_iterated(dataset, message) -> tf.data.Dataset:
+    """A dataset like `dataset` (same `element_spec`) whose iteration fails.
+
+    Iterating it (e.g. in `fit`, which would otherwise train on zero batches
+    and return `{}`) raises `tf.errors.InvalidArgumentError` with `message`.
+    Building it does not fail, so a pipeline can still be built and
+    inspected (`element_spec`) before the data is complete.
+    """
+    specs = dataset.element_spec
+
+    def fail(index):
+        check = tf.debugging.Assert(tf.constant(False), [message])
+        with tf.control_dependencies([check]):
+            unknown = tf.cast(index * 0, tf.int32)
+
+            def zeros(spec):
+                shape = [unknown if d is None else d for d in spec.shape]
+                return tf.ensure_shape(tf.zeros(shape, spec.dtype), spec.shape)
+
+            return tf.nest.map_structure(zeros, specs)
+
+    return tf.data.Dataset.range(1).map(fail)
+
+
 def two_view_dataset(
     images,
     batch_size: int,
@@ -232,7 +289,11 @@ def two_view_dataset(
         shuffle: Bool, reshuffle each epoch. Defaults to `True`.
         shuffle_buffer: Int >= 1. Defaults to `10_000`.
         drop_remainder: Bool, drop the last partial batch (VICReg's
-            statistics want full batches). Defaults to `True`.
+            statistics want full batches). With `True`, fewer images than
+            `batch_size` (when their number is known) give a dataset that
+            fails when iterated (`fit` raises) rather than an empty one;
+            pass `False` to keep them as one partial batch. Defaults to
+            `True`.
         value_range: Pair, the range of input pixel values. Defaults to
             `(0, 255)`.
         normalization: `"torch"`, `"tf"` or `"none"`. Defaults to
@@ -247,10 +308,22 @@ def two_view_dataset(
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> images, _ = keras_featreg.data.load_digits()
     >>> dataset = keras_featreg.data.two_view_dataset(
     ...     images, batch_size=256, image_size=8, seed=0)
-    >>> model.fit(dataset, epochs=10)
+    >>> view_a, view_b = next(iter(dataset))
+    >>> tuple(view_a.shape), tuple(view_b.shape)
+    ((256, 8, 8, 1), (256, 8, 8, 1))
+    >>> encoder = keras.Sequential(
+    ...     [keras.Input((8, 8, 1)), keras.layers.Flatten(),
+    ...      keras.layers.Dense(32)])
+    >>> model = keras_featreg.models.TwoViewModel(
+    ...     encoder, keras_featreg.layers.build_projector((32, 32)),
+    ...     loss=keras_featreg.losses.VICRegLoss())
+    >>> model.compile(optimizer="adam")
+    >>> history = model.fit(dataset.take(2), epochs=1, verbose=0)
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906) and its
@@ -278,6 +351,7 @@ def two_view_dataset(
             )
         shape = tf.TensorShape(images.shape[1:])
         dataset = tf.data.Dataset.from_tensor_slices(images)
+    too_few = _too_few_images(dataset, batch_size, drop_remainder)
     channels = shape[-1]
     if channels not in (1, 3):
         raise ValueError(
@@ -307,4 +381,6 @@ def two_view_dataset(
     else:
         dataset = dataset.map(augment, num_parallel_calls=num_parallel_calls)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if too_few is not None:
+        return _fail_when_iterated(dataset, too_few)
     return dataset.prefetch(tf.data.AUTOTUNE)

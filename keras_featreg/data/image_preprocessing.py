@@ -38,7 +38,12 @@ def normalize_image(image, normalization: str = "torch") -> tf.Tensor:
 
     Example:
 
-    >>> x = keras_featreg.data.normalize_image(image, "caffe")
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> image = np.full((2, 2, 3), 255, "uint8")
+    >>> x = keras_featreg.data.normalize_image(image, "tf")
+    >>> x.numpy().max().item(), x.dtype.name
+    (1.0, 'float32')
     """
     check_choice("normalization", normalization, NORMALIZATIONS)
     image = tf.cast(image, tf.float32)
@@ -64,7 +69,14 @@ def _to_rgb(image) -> tf.Tensor:
 
 
 def _random_resized_crop(image, size: int) -> tf.Tensor:
-    """Random crop of 8-100% of the area, aspect 3/4-4/3, resized."""
+    """Random crop of 8-100% of the area, aspect 3/4-4/3, resized.
+
+    TensorFlow's sampler with an antialiased resize, for one decoded image
+    of any size (retrieval photos are often 500 pixels and more). The
+    augmentation layer `keras_featreg.layers.RandomResizedCrop` follows
+    torchvision's sampling rule exactly but resizes without antialiasing;
+    it is the one for batches of small images (the VICReg views).
+    """
     begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.zeros((1, 0, 4)),
@@ -127,9 +139,16 @@ def retrieval_preprocess(
 
     Example:
 
-    >>> preprocess = keras_featreg.data.retrieval_preprocess(224, True)
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> preprocess = keras_featreg.data.retrieval_preprocess(32, True)
+    >>> images = np.zeros((40, 48, 40, 3), "uint8")
+    >>> labels = np.repeat(np.arange(10), 4)
     >>> dataset = keras_featreg.data.pk_dataset(
-    ...     images, labels, p=24, k=6, preprocess=preprocess)
+    ...     images, labels, p=4, k=2, preprocess=preprocess)
+    >>> x, y = next(iter(dataset))
+    >>> tuple(x.shape), tuple(y.shape)
+    ((8, 32, 32, 3), (8,))
     """
     image_size = check_int("image_size", image_size, minimum=1)
     training = check_bool("training", training)

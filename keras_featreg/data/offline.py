@@ -27,6 +27,7 @@ def load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
     Example:
 
+    >>> import keras_featreg
     >>> images, labels = keras_featreg.data.load_mnist_5k()
     >>> (train, test) = keras_featreg.data.zero_shot_split(images, labels)
 
@@ -66,6 +67,7 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
     Example:
 
+    >>> import keras_featreg
     >>> images, labels = keras_featreg.data.load_digits()
 
     Reference:

@@ -24,7 +24,14 @@ def dataset_to_arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, ...]:
 
     Example:
 
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_featreg
+    >>> dataset = tf.data.Dataset.from_tensor_slices(
+    ...     (np.zeros((6, 4, 4, 1), "uint8"), np.arange(6) % 3))
     >>> images, labels = keras_featreg.data.dataset_to_arrays(dataset)
+    >>> images.shape, labels.tolist()
+    ((6, 4, 4, 1), [0, 1, 2, 0, 1, 2])
     """
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
@@ -103,11 +110,16 @@ def pk_dataset(
 
     Example:
 
+    >>> import keras_featreg
     >>> images, labels = keras_featreg.data.load_mnist_5k()
     >>> (x, y), _ = keras_featreg.data.zero_shot_split(images, labels)
     >>> train = keras_featreg.data.pk_dataset(x, y, p=5, k=24, seed=0)
     >>> steps = keras_featreg.data.PKSampler(y, 5, 24).steps_per_epoch
-    >>> model.fit(train, epochs=3, steps_per_epoch=steps)
+    >>> steps  # P x K batches in one pass over the 2,500 training images
+    21
+    >>> model = keras_featreg.models.build_embedding_model((28, 28, 1))
+    >>> model.compile(optimizer="sgd", loss=keras_featreg.losses.TripletLoss())
+    >>> history = model.fit(train, epochs=1, steps_per_epoch=2, verbose=0)
 
     Reference:
     - [Hermans et al., 2017](https://arxiv.org/abs/1703.07737).

@@ -75,10 +75,19 @@ class PKSampler:
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> labels = np.repeat(np.arange(30), 8)  # 30 classes of 8 images
+    >>> images = np.zeros((240, 4, 4, 1), "float32")
     >>> sampler = keras_featreg.data.PKSampler(labels, p=24, k=6, seed=0)
     >>> batches = sampler.epoch(0)  # (sampler.steps_per_epoch, 144) ints
+    >>> batches.shape[1]
+    144
     >>> for indices in sampler:  # endless: epoch 0, epoch 1, ...
     ...     x, y = images[indices], labels[indices]
+    ...     break
+    >>> x.shape, len(np.unique(y))
+    ((144, 4, 4, 1), 24)
 
     Reference:
     - [Hermans et al., 2017](https://arxiv.org/abs/1703.07737) (P x K

@@ -172,8 +172,15 @@ def load_retrieval_dataset(
 
     Example:
 
-    >>> test = keras_featreg.data.load_retrieval_dataset("cub", "test")
-    >>> embeddings = model.predict(test.map(lambda x, y: x).batch(256))
+    >>> import keras_featreg
+    >>> keras_featreg.data.get_retrieval_dataset_info("cub").num_classes
+    200
+    >>> # The next lines need the prepared dataset (see above).
+    >>> test = keras_featreg.data.load_retrieval_dataset(
+    ...     "cub", "test")  # doctest: +SKIP
+    >>> model = keras_featreg.models.build_embedding_model((224, 224, 3))
+    >>> embeddings = model.predict(
+    ...     test.map(lambda x, y: x).batch(256))  # doctest: +SKIP
 
     Reference:
     - [Oh Song et al., 2016](https://arxiv.org/abs/1511.06452) (protocol);
@@ -219,11 +226,15 @@ def load_retrieval_encoded(
 
     Example:
 
-    >>> images, labels = keras_featreg.data.load_retrieval_encoded("cars")
-    >>> train = keras_featreg.data.pk_dataset(
+    >>> import keras_featreg
+    >>> # These lines need the prepared dataset (see above).
+    >>> images, labels = keras_featreg.data.load_retrieval_encoded(
+    ...     "cars")  # doctest: +SKIP
+    >>> train = keras_featreg.data.pk_dataset(  # doctest: +SKIP
     ...     images, labels, p=24, k=6, seed=0,
     ...     preprocess=keras_featreg.data.retrieval_preprocess(224, True))
-    >>> steps = keras_featreg.data.PKSampler(labels, 24, 6).steps_per_epoch
+    >>> steps = keras_featreg.data.PKSampler(
+    ...     labels, 24, 6).steps_per_epoch  # doctest: +SKIP
     """
     dataset = _encoded_dataset(name, split, data_dir, download)
     images, labels = [], []

@@ -44,9 +44,13 @@ def split_by_class(images, labels, train_classes) -> tuple[tuple, tuple]:
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
     >>> images, labels = keras_featreg.data.load_digits()
     >>> (x_train, y_train), (x_test, y_test) = (
     ...     keras_featreg.data.split_by_class(images, labels, [0, 1, 2]))
+    >>> np.unique(y_train).tolist(), np.unique(y_test).tolist()
+    ([0, 1, 2], [3, 4, 5, 6, 7, 8, 9])
     """
     labels = _as_labels(images, labels)
     train_classes = np.unique(np.asarray(list(train_classes)))
@@ -81,7 +85,8 @@ def zero_shot_split(
 
     Args:
         images: Array with one example per row.
-        labels: 1-D array of class ids, one per row of `images`.
+        labels: 1-D array of class ids, one per row of `images`, with at
+            least 2 distinct classes.
         num_train_classes: Int, number of classes used for training, in
             `[1, num_classes - 1]`. Defaults to `None`: half the classes,
             rounded down (digits 0-4 train, 5-9 test).
@@ -91,15 +96,25 @@ def zero_shot_split(
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_featreg
     >>> images, labels = keras_featreg.data.load_mnist_5k()
     >>> (x_train, y_train), (x_test, y_test) = (
     ...     keras_featreg.data.zero_shot_split(images, labels))
+    >>> np.unique(y_train).tolist(), np.unique(y_test).tolist()
+    ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
 
     Reference:
     - [Oh Song et al., 2016](https://arxiv.org/abs/1511.06452).
     """
     labels = _as_labels(images, labels)
     classes = np.unique(labels)
+    if classes.size < 2:
+        raise ValueError(
+            "`zero_shot_split` needs at least 2 distinct classes in `labels` "
+            "(one to train on and one to test on); one class cannot be "
+            f"split. Received: np.unique(labels)={classes.tolist()}"
+        )
     if num_train_classes is None:
         num_train_classes = classes.size // 2
     num_train_classes = check_int(

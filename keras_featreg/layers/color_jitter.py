@@ -3,7 +3,7 @@
 import tensorflow as tf
 from keras import saving
 
-from keras_featreg.layers.image_augmentation import ImageAugmentation
+from keras_featreg.layers.image_augmentation import PixelAugmentation
 from keras_featreg.utils.validation import check_float
 
 # torchvision's (and tf.image's) luma weights of `rgb_to_grayscale`.
@@ -45,7 +45,7 @@ def adjust_hue(images, shift) -> tf.Tensor:
 
 
 @saving.register_keras_serializable(package="keras_featreg")
-class ColorJitter(ImageAugmentation):
+class ColorJitter(PixelAugmentation):
     """torchvision's `ColorJitter`: brightness, contrast, saturation, hue.
 
     On images scaled to `[0, 1]`, each image draws its own factors and its
@@ -76,8 +76,12 @@ class ColorJitter(ImageAugmentation):
 
     Example:
 
-    >>> jitter = keras_featreg.data.augmentations.ColorJitter(seed=0)
-    >>> images = jitter(np.zeros((8, 32, 32, 3), "uint8"))
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> jitter = keras_featreg.layers.ColorJitter(seed=0)
+    >>> images = jitter(np.full((8, 32, 32, 3), 100, "uint8"))
+    >>> tuple(images.shape), images.dtype.name
+    ((8, 32, 32, 3), 'float32')
 
     Reference:
     - [torchvision ColorJitter](https://pytorch.org/vision/stable/generated/torchvision.transforms.ColorJitter.html)

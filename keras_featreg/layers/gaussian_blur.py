@@ -4,8 +4,8 @@ import numpy as np
 import tensorflow as tf
 from keras import saving
 
-from keras_featreg.layers.image_augmentation import ImageAugmentation
-from keras_featreg.layers.random_resized_crop import check_range
+from keras_featreg.layers.image_augmentation import PixelAugmentation
+from keras_featreg.layers.image_augmentation import check_range
 
 
 def gaussian_blur(images, sigma, radius: int) -> tf.Tensor:
@@ -48,7 +48,7 @@ def gaussian_blur(images, sigma, radius: int) -> tf.Tensor:
 
 
 @saving.register_keras_serializable(package="keras_featreg")
-class GaussianBlur(ImageAugmentation):
+class GaussianBlur(PixelAugmentation):
     """Gaussian blur with a random standard deviation per image.
 
     VICReg's `GaussianBlur`: each image is blurred with an isotropic
@@ -70,8 +70,12 @@ class GaussianBlur(ImageAugmentation):
 
     Example:
 
-    >>> blur = keras_featreg.data.augmentations.GaussianBlur(seed=0)
-    >>> images = blur(np.zeros((8, 32, 32, 3), "uint8"))
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> blur = keras_featreg.layers.GaussianBlur(seed=0)
+    >>> images = blur(np.full((8, 32, 32, 3), 100, "uint8"))
+    >>> np.allclose(images, 100.0)  # a constant image stays constant
+    True
 
     Reference:
     - [Bardes et al., 2022](https://arxiv.org/abs/2105.04906) and its

@@ -3,18 +3,12 @@
 import keras
 import tensorflow as tf
 
-# Keras exports no public base class for its image augmentation layers; this
-# is the one `keras.layers.RandomCrop` and friends subclass (Keras >= 3.6).
-from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
-    BaseImagePreprocessingLayer,
-)
-
+from keras_featreg.layers.image_augmentation import ImageAugmentation
 from keras_featreg.utils.validation import check_float
-from keras_featreg.utils.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class RandomApply(BaseImagePreprocessingLayer):
+class RandomApply(ImageAugmentation):
     """Applies `layer` to each image independently with probability `rate`.
 
     The `transforms.RandomApply` of torchvision, drawn per image rather than
@@ -57,17 +51,23 @@ class RandomApply(BaseImagePreprocessingLayer):
 
     Example:
 
+    >>> import keras
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_featreg
     >>> jitter = keras.layers.RandomColorJitter(
     ...     value_range=(0, 255), brightness_factor=0.4
     ... )
     >>> augment = keras_featreg.layers.RandomApply(jitter, rate=0.8, seed=1)
+    >>> images = np.full((8, 16, 16, 3), 100, "uint8")
+    >>> dataset = tf.data.Dataset.from_tensor_slices(images).batch(4)
     >>> dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    >>> [tuple(batch.shape) for batch in dataset]
+    [(4, 16, 16, 3), (4, 16, 16, 3)]
 
     Reference:
     - [torchvision RandomApply](https://pytorch.org/vision/stable/generated/torchvision.transforms.RandomApply.html)
     """
-
-    _USE_BASE_FACTOR = False
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class RandomApply(BaseImagePreprocessingLayer):
         seed: int | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "`layer` must be a `keras.layers.Layer` instance. "
@@ -84,11 +84,6 @@ class RandomApply(BaseImagePreprocessingLayer):
             )
         self.layer = layer
         self.rate = check_float("rate", rate, minimum=0.0, maximum=1.0)
-        if seed is not None:
-            seed = check_int("seed", seed)
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
-        self.supports_jit = False
 
     def build(self, input_shape):
         if not self.layer.built:
@@ -123,11 +118,9 @@ class RandomApply(BaseImagePreprocessingLayer):
     def get_random_transformation(self, data, training=True, seed=None):
         if not training or self.rate in (0.0, 1.0):
             return None
-        shape = self.backend.core.shape(data)
+        shape = keras.ops.shape(data)
         batch_size = 1 if len(shape) == 3 else shape[0]
-        if seed is None:
-            seed = self._get_seed_generator(self.backend._backend)
-        draws = self.backend.random.uniform((batch_size,), seed=seed)
+        draws = keras.random.uniform((batch_size,), seed=self._seed(seed))
         return draws < self.rate
 
     def transform_images(self, images, transformation, training=True):
@@ -153,9 +146,6 @@ class RandomApply(BaseImagePreprocessingLayer):
         outputs = tf.cast(self.layer(images, training=True), self.compute_dtype)
         self._check_shape(images.shape, outputs.shape)
         return outputs
-
-    def transform_labels(self, labels, transformation, training=True):
-        return labels
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

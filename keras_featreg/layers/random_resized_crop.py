@@ -5,39 +5,13 @@ import math
 import keras
 import tensorflow as tf
 
-# Keras exports no public base class for its image augmentation layers; this
-# is the one `keras.layers.RandomCrop` and friends subclass (Keras >= 3.6).
-from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
-    BaseImagePreprocessingLayer,
-)
-
+from keras_featreg.layers.image_augmentation import ImageAugmentation
+from keras_featreg.layers.image_augmentation import check_range
 from keras_featreg.utils.validation import check_choice
 from keras_featreg.utils.validation import check_int
 
 INTERPOLATIONS = ("bilinear", "nearest")
 MAX_ATTEMPTS = 10
-
-
-def check_range(name: str, value, minimum: float = 0.0) -> tuple:
-    """Returns `value` as a `(low, high)` float pair, `minimum < low <= high`.
-
-    Shared by the augmentation layers for `scale=(0.08, 1.0)`-like args.
-    """
-    message = (
-        f"`{name}` must be a pair `(low, high)` of finite numbers with "
-        f"{minimum} < low <= high. Received: {name}={value!r}"
-    )
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(message)
-    try:
-        low, high = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(message)
-    if not minimum < low <= high:
-        raise ValueError(message)
-    return low, high
 
 
 NUM_UNIFORMS = 2 * MAX_ATTEMPTS + 2
@@ -174,7 +148,7 @@ def crop_and_resize(images, boxes, size, interpolation="bilinear"):
 
 
 @keras.saving.register_keras_serializable(package="keras_featreg")
-class RandomResizedCrop(BaseImagePreprocessingLayer):
+class RandomResizedCrop(ImageAugmentation):
     """Crops a random part of each image and resizes it (torchvision rule).
 
     The crop augmentation of SimCLR, BYOL and VICReg, with the sampling of
@@ -237,15 +211,22 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
 
     Example:
 
-    >>> crop = keras_featreg.layers.RandomResizedCrop(224, 224, seed=0)
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> import keras_featreg
+    >>> crop = keras_featreg.layers.RandomResizedCrop(24, 24, seed=0)
+    >>> images = np.zeros((8, 32, 40, 3), "uint8")
+    >>> tuple(crop(images).shape)
+    (8, 24, 24, 3)
+    >>> dataset = tf.data.Dataset.from_tensor_slices(images).batch(4)
     >>> dataset = dataset.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    >>> [tuple(batch.shape) for batch in dataset]
+    [(4, 24, 24, 3), (4, 24, 24, 3)]
 
     Reference:
     - [Szegedy et al., 2015](https://arxiv.org/abs/1409.4842) (the crop)
     - [torchvision RandomResizedCrop](https://pytorch.org/vision/stable/generated/torchvision.transforms.RandomResizedCrop.html)
     """
-
-    _USE_BASE_FACTOR = False
 
     def __init__(
         self,
@@ -258,7 +239,7 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
         data_format: str | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(data_format=data_format, **kwargs)
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.height = check_int("height", height, minimum=1)
         self.width = check_int("width", width, minimum=1)
         self.scale = check_range("scale", scale)
@@ -266,11 +247,6 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
         self.interpolation = check_choice(
             "interpolation", interpolation, INTERPOLATIONS
         )
-        if seed is not None:
-            seed = check_int("seed", seed)
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
-        self.supports_jit = False
 
     def _channels_last(self, images):
         if self.data_format == "channels_first":
@@ -279,19 +255,18 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
 
     def get_random_transformation(self, data, training=True, seed=None):
         images = data["images"] if isinstance(data, dict) else data
-        images = self._channels_last(tf.convert_to_tensor(images))
+        images = tf.convert_to_tensor(images)
         if images.shape.rank == 3:
             images = images[tf.newaxis]
+        images = self._channels_last(images)
         shape = tf.shape(images)
         batch_size, height, width = shape[0], shape[1], shape[2]
         if not training:
             return center_crop_boxes(
                 batch_size, height, width, self.height, self.width
             )
-        if seed is None:
-            seed = self._get_seed_generator(self.backend._backend)
-        uniforms = self.backend.random.uniform(
-            (batch_size, NUM_UNIFORMS), seed=seed
+        uniforms = keras.random.uniform(
+            (batch_size, NUM_UNIFORMS), seed=self._seed(seed)
         )
         return sample_crop_boxes(
             height, width, self.scale, self.ratio, uniforms
@@ -320,8 +295,13 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
             segmentation_masks, transformation, "nearest"
         )
 
-    def transform_labels(self, labels, transformation, training=True):
-        return labels
+    def transform_bounding_boxes(
+        self, bounding_boxes, transformation, training=True
+    ):
+        raise ValueError(
+            "`RandomResizedCrop` does not support bounding boxes. Received: "
+            "data keys including 'bounding_boxes'"
+        )
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         shape = list(input_shape)

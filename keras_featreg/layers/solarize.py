@@ -3,12 +3,12 @@
 import tensorflow as tf
 from keras import saving
 
-from keras_featreg.layers.image_augmentation import ImageAugmentation
+from keras_featreg.layers.image_augmentation import PixelAugmentation
 from keras_featreg.utils.validation import check_float
 
 
 @saving.register_keras_serializable(package="keras_featreg")
-class Solarize(ImageAugmentation):
+class Solarize(PixelAugmentation):
     """Inverts the pixels at or above a threshold (PIL's `solarize`).
 
     ```python
@@ -27,8 +27,12 @@ class Solarize(ImageAugmentation):
 
     Example:
 
-    >>> solarize = keras_featreg.data.augmentations.Solarize()
-    >>> images = solarize(np.zeros((8, 32, 32, 3), "uint8"))
+    >>> import numpy as np
+    >>> import keras_featreg
+    >>> solarize = keras_featreg.layers.Solarize()
+    >>> pixels = np.array([0, 127, 128, 255], "uint8").reshape(1, 2, 2, 1)
+    >>> solarize(pixels).numpy().ravel().tolist()
+    [0.0, 127.0, 127.0, 0.0]
 
     Reference:
     - [Grill et al., 2020](https://arxiv.org/abs/2006.07733), Table 6.

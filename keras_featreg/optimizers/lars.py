@@ -54,10 +54,13 @@ class LARS(keras.optimizers.Optimizer):
 
     Example:
 
+    >>> import keras
+    >>> import keras_featreg
     >>> schedule = keras_featreg.schedules.WarmupCosineDecay(
     ...     0.2, batch_size=2048, total_steps=62_500, warmup_steps=6_250)
     >>> optimizer = keras_featreg.optimizers.LARS(schedule)
-    >>> model.compile(optimizer=optimizer)
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer=optimizer, loss="mse")
 
     Reference:
     - [You et al., 2017](https://arxiv.org/abs/1708.03888)

@@ -1,11 +1,9 @@
-import colorsys
-
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
+from keras_featreg import layers
 from keras_featreg.data import augmentations
 from keras_featreg.data.augmentations import ColorJitter
 from keras_featreg.data.augmentations import GaussianBlur
@@ -13,6 +11,7 @@ from keras_featreg.data.augmentations import Solarize
 from keras_featreg.data.augmentations import two_view_dataset
 from keras_featreg.data.augmentations import vicreg_augmenter
 from keras_featreg.layers.random_apply import RandomApply
+from tests import helpers as testing
 
 LUMA = np.array([0.2989, 0.587, 0.114])
 
@@ -22,170 +21,39 @@ def random_images(shape, seed=0):
     return rng.integers(0, 256, size=shape).astype("uint8")
 
 
-def numpy_jitter(image, factors, order):
-    """torchvision's ColorJitter on one `[0, 1]` image, given its draws."""
-    x = image.astype(np.float64)
-    rgb = x.shape[-1] == 3
-    for op in order:
-        f = factors[op]
-        if op == 0:
-            x = np.clip(f * x, 0, 1)
-        elif op == 1:
-            gray = x @ LUMA if rgb else x[..., 0]
-            x = np.clip(f * x + (1 - f) * gray.mean(), 0, 1)
-        elif op == 2 and rgb:
-            gray = (x @ LUMA)[..., None]
-            x = np.clip(f * x + (1 - f) * gray, 0, 1)
-        elif op == 3 and rgb:
-            out = np.empty_like(x)
-            for i in range(x.shape[0]):
-                for j in range(x.shape[1]):
-                    h, s, v = colorsys.rgb_to_hsv(*x[i, j])
-                    out[i, j] = colorsys.hsv_to_rgb((h + f) % 1.0, s, v)
-            x = out
-    return x
+class AugmentationHomeTest(testing.TestCase):
+    def test_old_names_are_the_layers(self):
+        # The layers live in keras_featreg.layers; data.augmentations keeps
+        # the old names as aliases.
+        self.assertIs(ColorJitter, layers.ColorJitter)
+        self.assertIs(GaussianBlur, layers.GaussianBlur)
+        self.assertIs(Solarize, layers.Solarize)
+        self.assertIs(augmentations.RandomApply, layers.RandomApply)
+        self.assertIs(augmentations.RandomResizedCrop, layers.RandomResizedCrop)
 
-
-def numpy_blur(image, sigma, radius):
-    """2-D Gaussian convolution with mirrored (symmetric) edges."""
-    t = np.arange(-radius, radius + 1)
-    k = np.exp(-(t**2) / (2 * sigma**2))
-    k /= k.sum()
-    kernel = np.outer(k, k)
-    padded = np.pad(
-        image.astype(np.float64),
-        [(radius, radius), (radius, radius), (0, 0)],
-        mode="symmetric",
-    )
-    out = np.zeros(image.shape)
-    size = 2 * radius + 1
-    for i in range(image.shape[0]):
-        for j in range(image.shape[1]):
-            window = padded[i : i + size, j : j + size]
-            out[i, j] = np.einsum("ab,abc->c", kernel, window)
-    return out
-
-
-class ColorJitterTest(testing.TestCase):
-    @parameterized.parameters(3, 1)
-    def test_matches_torchvision_formulas(self, channels):
-        images = random_images((6, 4, 5, channels))
-        layer = ColorJitter(0.4, 0.4, 0.2, 0.1, seed=0)
-        transformation = layer.get_random_transformation(tf.constant(images))
-        outputs = layer.transform_images(images, transformation)
-        factors = np.asarray(transformation["factors"])
-        orders = np.asarray(transformation["order"])
-        self.assertTrue(np.all((factors[:, 0] >= 0.6) & (factors[:, 0] <= 1.4)))
-        self.assertTrue(np.all((factors[:, 2] >= 0.8) & (factors[:, 2] <= 1.2)))
-        self.assertTrue(np.all(np.abs(factors[:, 3]) <= 0.1))
-        self.assertEqual(sorted(orders[0].tolist()), [0, 1, 2, 3])
-        for image, output, f, order in zip(
-            images, outputs, factors, orders, strict=True
+    def test_layers_build_on_public_keras_only(self):
+        for layer in (
+            layers.ColorJitter(),
+            layers.GaussianBlur(),
+            layers.Solarize(),
+            layers.RandomApply(layers.Solarize()),
+            layers.RandomResizedCrop(4, 4),
         ):
-            expected = 255 * numpy_jitter(image / 255, f, order)
-            self.assertAllClose(output, expected, atol=2e-3)
-
-    def test_value_range_and_zero_arguments(self):
-        images = random_images((3, 4, 4, 3)).astype("float32") / 255
-        layer = ColorJitter(0.5, 0.0, 0.0, 0.0, value_range=(0, 1), seed=1)
-        transformation = layer.get_random_transformation(tf.constant(images))
-        outputs = layer.transform_images(images, transformation)
-        brightness = np.asarray(transformation["factors"])[:, 0]
-        expected = np.clip(brightness[:, None, None, None] * images, 0, 1)
-        self.assertAllClose(outputs, expected, atol=1e-6)
-
-    def test_random_per_image_and_per_call(self):
-        images = np.repeat(random_images((1, 6, 6, 3)), 4, axis=0)
-        layer = ColorJitter(seed=0)
-        first = np.asarray(layer(images))
-        self.assertEqual(first.dtype, np.float32)
-        self.assertTrue(np.all((first >= 0) & (first <= 255)))
-        for i in range(1, 4):
-            self.assertNotAllClose(first[0], first[i])
-        self.assertNotAllClose(first, layer(images))
-        self.assertAllClose(
-            ColorJitter(seed=4)(images), ColorJitter(seed=4)(images)
+            for base in type(layer).__mro__:
+                self.assertFalse(
+                    base.__module__.startswith(
+                        "keras.src.layers.preprocessing"
+                    ),
+                    msg=f"{type(layer).__name__} subclasses {base}",
+                )
+            self.assertIsInstance(layer, keras.layers.Layer)
+            # TensorFlow image ops: `compile(jit_compile="auto")` skips XLA.
+            self.assertFalse(layer.supports_jit)
+        model = keras.Sequential(
+            [keras.Input((8, 8, 3)), vicreg_augmenter(8, seed=0)]
         )
-        self.assertAllClose(layer(images, training=False), images)
-
-    def test_degenerate_inputs_are_finite(self):
-        layer = ColorJitter(seed=0)
-        for images in [
-            np.zeros((2, 3, 3, 3), "uint8"),
-            np.full((2, 3, 3, 3), 255, "uint8"),
-            np.full((2, 3, 3, 1), 7, "float16"),
-            np.zeros((0, 3, 3, 3), "float32"),
-        ]:
-            outputs = np.asarray(layer(images))
-            self.assertEqual(outputs.shape, images.shape)
-            self.assertTrue(np.all(np.isfinite(outputs)))
-
-
-class GaussianBlurTest(testing.TestCase):
-    def test_matches_numpy(self):
-        images = random_images((3, 13, 14, 2))
-        layer = GaussianBlur((0.1, 2.0), seed=0)
-        sigma = layer.get_random_transformation(tf.constant(images))
-        outputs = layer.transform_images(images, sigma)
-        self.assertTrue(np.all((sigma >= 0.1) & (sigma <= 2.0)))
-        for image, output, s in zip(
-            images, outputs, np.asarray(sigma), strict=True
-        ):
-            self.assertAllClose(output, numpy_blur(image, s, 6), atol=1e-3)
-
-    def test_radius_capped_by_small_images(self):
-        images = random_images((2, 4, 5, 1))
-        layer = GaussianBlur((1.5, 2.0), seed=0)
-        sigma = layer.get_random_transformation(tf.constant(images))
-        outputs = layer.transform_images(images, sigma)
-        for image, output, s in zip(
-            images, outputs, np.asarray(sigma), strict=True
-        ):
-            self.assertAllClose(output, numpy_blur(image, s, 4), atol=1e-3)
-
-    def test_random_per_image_shapes_and_range(self):
-        images = np.repeat(random_images((1, 16, 16, 3)), 4, axis=0)
-        layer = GaussianBlur(seed=1)
-        outputs = np.asarray(layer(images))
-        self.assertNotAllClose(outputs[0], outputs[1])
-        self.assertTrue(np.all((outputs >= 0) & (outputs <= 255)))
-        self.assertEqual(layer(images[0]).shape, (16, 16, 3))
-        self.assertAllClose(layer(images, training=False), images)
-        self.assertEqual(layer(np.zeros((0, 8, 8, 3))).shape, (0, 8, 8, 3))
-        constant = np.full((2, 9, 9, 3), 1e30, "float32")
-        self.assertAllClose(layer(constant), constant, rtol=1e-5)
-
-
-class SolarizeTest(testing.TestCase):
-    @parameterized.parameters(((0, 255),), ((0, 1),), ((-1, 1),))
-    def test_matches_pil_rule(self, value_range):
-        low, high = value_range
-        pixels = random_images((2, 5, 5, 3)).astype(np.float64)
-        images = low + pixels / 255 * (high - low)
-        outputs = Solarize(value_range=value_range)(images.astype("float32"))
-        expected = (
-            low
-            + (high - low) * np.where(pixels >= 128, 255 - pixels, pixels) / 255
-        )
-        self.assertAllClose(outputs, expected, atol=1e-5)
-
-
-class LayerChecksTest(testing.TestCase):
-    @parameterized.parameters(
-        (ColorJitter, {"seed": 1}),
-        (GaussianBlur, {"seed": 1}),
-        (Solarize, {}),
-    )
-    def test_layer_checks(self, cls, kwargs):
-        # Symbolic calls, output shapes, mixed precision, serialization.
-        self.run_layer_test(
-            cls,
-            init_kwargs=kwargs,
-            input_shape=(2, 8, 9, 3),
-            expected_output_shape=(2, 8, 9, 3),
-            supports_masking=False,
-            run_training_check=False,
-        )
+        model.compile(optimizer="sgd", loss="mse", jit_compile="auto")
+        self.assertFalse(model.jit_compile)
 
 
 class VICRegAugmenterTest(testing.TestCase):
@@ -362,3 +230,40 @@ class TwoViewDatasetTest(testing.TestCase):
             two_view_dataset(random_images((4, 8, 8, 2)), 2, 8)
         with self.assertRaisesRegex(ValueError, "Received: images.shape"):
             two_view_dataset(random_images((4, 8)), 2, 8)
+
+    def test_too_few_images_for_one_batch_is_an_error(self):
+        # 10 images, batch_size=16, drop_remainder=True: no batch at all.
+        # The pipeline still builds (same element_spec), but iterating it,
+        # as `fit` does, fails with the reason instead of training on
+        # nothing.
+        message = "10 images.*drop_remainder=False.*Received: batch_size=16"
+        dataset = two_view_dataset(random_images((10, 8, 8)), 16, 8)
+        self.assertEqual(dataset.element_spec[0].shape, (16, 8, 8, 1))
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+            list(dataset)
+        model = keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten()]
+        )
+        model.compile(optimizer="sgd", loss="mse")
+        pairs = dataset.map(lambda a, b: (a, tf.reshape(b, (-1, 64))))
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+            model.fit(pairs, epochs=1, verbose=0)
+        images = tf.data.Dataset.from_tensor_slices(random_images((3, 8, 8, 1)))
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, "Received: batch_size=4"
+        ):
+            list(two_view_dataset(images, 4, 8))
+        with self.assertRaisesRegex(
+            ValueError, r"Received: images.cardinality\(\)=0"
+        ):
+            two_view_dataset(images.take(0), 1, 8, drop_remainder=False)
+
+    def test_keep_the_partial_batch_when_asked(self):
+        dataset = two_view_dataset(
+            random_images((10, 8, 8)), 16, 8, drop_remainder=False, seed=0
+        )
+        shapes = [(tuple(a.shape), tuple(b.shape)) for a, b in dataset]
+        self.assertEqual(shapes, [((10, 8, 8, 1), (10, 8, 8, 1))])
+        # Exactly one full batch is fine with drop_remainder=True.
+        dataset = two_view_dataset(random_images((16, 8, 8)), 16, 8, seed=0)
+        self.assertLen(list(dataset), 1)

@@ -66,3 +66,15 @@ class SplitsTest(parameterized.TestCase):
             split_by_class(self.images, self.labels, train_classes)
         with self.assertRaisesRegex(ValueError, "at least one class"):
             split_by_class(self.images, self.labels, range(10))
+
+    def test_single_class_names_the_labels(self):
+        # One class cannot be split: say so, not "num_train_classes=0", an
+        # argument the caller did not pass.
+        labels = np.full(6, 3)
+        with self.assertRaisesRegex(
+            ValueError,
+            r"at least 2 distinct classes.*Received: np.unique\(labels\)=\[3\]",
+        ):
+            zero_shot_split(self.images[:6], labels)
+        with self.assertRaisesRegex(ValueError, "one class cannot be split"):
+            zero_shot_split(self.images[:6], labels, num_train_classes=1)

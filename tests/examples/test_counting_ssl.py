@@ -3,8 +3,8 @@ import tempfile
 
 import numpy as np
 import tensorflow as tf
-from keras.src import testing
 
+from tests import helpers as testing
 from tests.examples.common import load_example
 
 counting = load_example("counting_ssl")

@@ -6,9 +6,9 @@ import tempfile
 
 import keras
 import numpy as np
-from keras.src import testing
 
 from keras_featreg import data
+from tests import helpers as testing
 from tests.examples.common import load_example
 
 metric_learning = load_example("metric_learning")

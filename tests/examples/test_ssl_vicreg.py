@@ -6,8 +6,8 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src import testing
 
+from tests import helpers as testing
 from tests.examples.common import load_example
 
 ssl = load_example("ssl_vicreg")

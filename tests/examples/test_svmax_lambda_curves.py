@@ -2,9 +2,9 @@ import os
 import tempfile
 
 import numpy as np
-from keras.src import testing
 
 from keras_featreg.ops import svmax_bounds
+from tests import helpers as testing
 from tests.examples.common import load_example
 
 curves = load_example("svmax_lambda_curves")

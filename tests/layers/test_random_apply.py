@@ -2,12 +2,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
-from keras_featreg.data.augmentations import ColorJitter
-from keras_featreg.data.augmentations import Solarize
+from keras_featreg.layers.color_jitter import ColorJitter
 from keras_featreg.layers.random_apply import RandomApply
 from keras_featreg.layers.random_resized_crop import RandomResizedCrop
+from keras_featreg.layers.solarize import Solarize
+from tests import helpers as testing
 
 
 def random_images(shape, seed=0):

@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.layers.random_resized_crop import NUM_UNIFORMS
 from keras_featreg.layers.random_resized_crop import RandomResizedCrop
 from keras_featreg.layers.random_resized_crop import crop_and_resize
 from keras_featreg.layers.random_resized_crop import sample_crop_boxes
+from tests import helpers as testing
 
 
 def numpy_crop_box(height, width, scale, ratio, u):
@@ -186,6 +186,27 @@ class RandomResizedCropTest(testing.TestCase):
             np.transpose(images, (0, 2, 3, 1)), training=False
         )
         self.assertAllClose(centered, np.transpose(expected, (0, 3, 1, 2)))
+
+    def test_channels_first_single_image(self):
+        # Used to fail: the single image was transposed before batching.
+        image = random_images((3, 20, 24))
+        layer = RandomResizedCrop(8, 6, data_format="channels_first")
+        outputs = layer(image, training=False)
+        expected = layer(image[np.newaxis], training=False)[0]
+        self.assertEqual(tuple(outputs.shape), (3, 8, 6))
+        self.assertAllClose(outputs, expected)
+
+    def test_dict_inputs_are_not_modified(self):
+        images = random_images((2, 12, 12, 3))
+        data = {"images": images, "labels": np.array([3, 5])}
+        outputs = RandomResizedCrop(6, 6, seed=0)(data)
+        self.assertIs(data["images"], images)
+        self.assertEqual(tuple(outputs["images"].shape), (2, 6, 6, 3))
+        self.assertAllEqual(outputs["labels"], [3, 5])
+        with self.assertRaisesRegex(ValueError, "bounding boxes"):
+            RandomResizedCrop(6, 6)(
+                {"images": images, "bounding_boxes": {"boxes": np.zeros(4)}}
+            )
 
     def test_segmentation_masks_use_nearest(self):
         images = random_images((2, 12, 12, 3))

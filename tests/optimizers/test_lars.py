@@ -2,11 +2,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
-from keras.src import testing
 
 from keras_featreg.distribute import get_strategy
 from keras_featreg.optimizers import LARS
 from keras_featreg.schedules import WarmupCosineDecay
+from tests import helpers as testing
 
 
 def numpy_lars(params, grads_per_step, lrs, momentum, wd, eta, adapted):
