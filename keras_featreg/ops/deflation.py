@@ -10,6 +10,7 @@ one more decomposition resolves them.
 
 import tensorflow as tf
 
+from keras_featreg.ops.spectral import RCOND_FLOAT32
 from keras_featreg.ops.spectral import gram
 
 # Route 2 keeps the first decomposition's pairs with lambda at least this
@@ -26,9 +27,6 @@ DEFLATION_RESOLVED = 1e-10
 DOMINANCE = 1e-3
 POWER_STEPS = 5
 REFINE_STEPS = 3
-# Routes 0 and 4 keep a float32 Gram when lambda_min / lambda_max is at
-# least this (cond <= 10); measured in benchmarks/bench_ops.py.
-RCOND_FLOAT32 = 1e-2
 # Below this lambda_min / lambda_max (cond(x) > 1e5) the float64 Gram's
 # smallest eigenpairs lose more than ~1e-4 of accuracy: deflate (route 2).
 # Route 2 falls back to the float64 SVD when the deflated Gram's own
@@ -37,6 +35,8 @@ RCOND_FLOAT64_GRAM = 1e-10
 # Eigenvalues at most this fraction of the largest, times k, are rounding
 # noise relative to their own decomposition.
 NOISE_FLOAT64 = 1e-15
+# The same for a float32 Gram (route 4).
+NOISE_FLOAT32 = 1e-6
 
 
 def power_step(m, vector):
@@ -97,7 +97,14 @@ def deflated(m64, big_values, big_vectors, float32_gram=False):
     small_largest = small_values[-1]
     floor = DEFLATION_FLOOR**2 * size * largest
     if float32_gram:
+        # The deflated directions leave float32 rounding (~1e-7 mu_max) in
+        # y's Gram: drop that much, and accept only if exactly as many
+        # eigenvalues as directions were deflated are dropped (a genuine
+        # small singular value of y sends the batch to the float64 Gram).
+        floor = tf.maximum(floor, NOISE_FLOAT32 * size * small_largest)
         kept = small_values > floor
+        dropped = tf.reduce_sum(tf.cast(~kept, tf.int32))
+        deflated_count = tf.size(big_values)
         resolved = RCOND_FLOAT32 * small_largest
     else:
         floor = tf.maximum(floor, NOISE_FLOAT64 * size * small_largest)
@@ -107,6 +114,8 @@ def deflated(m64, big_values, big_vectors, float32_gram=False):
             DEFLATION_RESOLVED**2 * largest,
         )
     accurate = tf.reduce_all(~kept | (small_values >= resolved))
+    if float32_gram:
+        accurate = accurate & tf.equal(dropped, deflated_count)
     small_values = tf.where(kept, small_values, tf.zeros_like(small_values))
     total = tf.reduce_sum(tf.sqrt(big_values)) + tf.reduce_sum(
         tf.sqrt(small_values)

@@ -21,35 +21,26 @@ Routes (`ROUTES`), decided in the graph per batch:
    lambda_min >= RCOND_FLOAT64_GRAM * lambda_max (cond(x) <= 1e5). Forming
    the Gram squares the condition number; in float64 it stays exact to
    float32 output precision up to there.
-2. float64 Gram, deflated. Below that, the Gram's small eigenvalues carry
-   absolute errors of ~1e-16 lambda_max, but its eigenpairs with lambda >=
-   DEFLATION_SPLIT * lambda_max are still exact to ~1e-6. They are kept,
-   projected out of x (y = x (I - W_big W_big^T), in float64), and the
-   remaining singular pairs are those of y, whose Gram has the small
-   singular values' own scale: a second float64 `eigh` resolves them
-   (nearly collapsed batches: cond(x) up to ~1e10). The gradient takes the
-   small pairs' directions from y, not x (x would add s_max times their
-   rounding). Singular values below DEFLATION_FLOOR * sqrt(k) * s_max are
-   rounding noise and dropped, which makes exactly rank-deficient batches
-   (collapsed, rank-1, duplicate rows) give the minimum-norm subgradient
-   U_r V_r^T.
-3. float64 SVD. When even the deflated Gram cannot resolve the smallest
-   singular vectors (singular values between that floor and
-   DEFLATION_RESOLVED * s_max, or y itself too ill-conditioned), one
-   float64 SVD with vectors serves both passes.
+2. float64 Gram, deflated (`keras_featreg.ops.deflation`). Below that,
+   the exact big eigenpairs are projected out of x (y = x (I - W W^T), in
+   float64) and one more `eigh`, of y's Gram, resolves the small ones
+   (cond(x) up to ~1e10); the gradient takes their directions from y.
+   Singular values at the rounding floor are dropped: exactly
+   rank-deficient batches get the minimum-norm subgradient U_r V_r^T.
+3. float64 SVD, when even that cannot resolve the smallest pairs.
 4. float32 Gram, deflated: route 2 with y's Gram in float32, for shapes
    far from square, when y is well conditioned (as route 0).
+5. float32 SVD with vectors, serving both passes, for near-square float32
+   batches with k >= SVD_MIN_SIZE whose U V^T is well conditioned (TF's
+   float32 SVD outruns its float64 eigh there).
 
-A collapsing batch, whose top eigenvalue holds all but DOMINANCE of
-trace(x^T x), skips the first decomposition: its top singular direction
-comes from a few power iterations (float32, then float64), and one
-decomposition, of y, follows (route 4 if it passes, else route 2). Other
-batches take route 0 (shapes far from square: min(b, d) / max(b, d) <=
-ASPECT_FLOAT32 ~ 0.67, where a batch of i.i.d. entries, with cond(x) ~
-(1 + sqrt(r)) / (1 - sqrt(r)) for r = k / max(b, d) by Marchenko-Pastur,
-can pass its test) or start at route 1 (near-square shapes and float64
-inputs: one float64 `eigh` of a k x k matrix costs less than the
-reference's two float32 SVDs of x).
+A collapsing batch (top eigenvalue >= 1 - DOMINANCE of trace(x^T x))
+skips the first decomposition: its top direction comes from power
+iteration, then one decomposition of y (route 4, else 2). Other batches
+start at route 0 (float32, min(b, d) / max(b, d) <= ASPECT_FLOAT32 ~ 0.67:
+by Marchenko-Pastur an i.i.d. batch then has cond(x) ~ (1 + sqrt(r)) /
+(1 - sqrt(r)) <= 10), route 5 (near-square float32, k >= SVD_MIN_SIZE) or
+route 1 (the rest, and float64 inputs).
 
 XLA. Under `tf.function(jit_compile=True)` (Keras' default for `fit` on a
 GPU) these routes cannot compile (their branches return decompositions of
@@ -77,18 +68,20 @@ from keras_featreg.ops.scaling import rescale
 from keras_featreg.ops.singular_values_xla import singular_value_sum_xla
 from keras_featreg.ops.spectral import branch
 from keras_featreg.ops.spectral import direction
+from keras_featreg.ops.spectral import far_from_square
 from keras_featreg.ops.spectral import gram
 from keras_featreg.ops.spectral import is_tall
+from keras_featreg.ops.spectral import large
 from keras_featreg.ops.spectral import oriented
 from keras_featreg.ops.spectral import singular_from_eigenvalues
 from keras_featreg.ops.xla import in_xla_context
 
-# Shapes with min(b, d) / max(b, d) above this start at the float64 Gram:
-# an i.i.d. batch of that shape already has cond(x) > RCOND_FLOAT32 ** -0.5.
-ASPECT_FLOAT32 = (
-    (RCOND_FLOAT32**-0.5 - 1.0) / (RCOND_FLOAT32**-0.5 + 1.0)
-) ** 2
 _EPS_FLOAT64 = 2.220446049250313e-16
+_EPS_FLOAT32 = 1.1920928955078125e-07
+# Route 5 keeps the float32 SVD when the condition number of U V^T is at
+# most 1 / RCOND_FLOAT32_SVD = 2e3 (its U V^T is then within ~5e-5 of
+# float64: measured ~1e-8 to 2.5e-8 times that condition number).
+RCOND_FLOAT32_SVD = 5e-4
 
 # What `_decompose`'s `route` output indexes.
 ROUTES = (
@@ -97,16 +90,8 @@ ROUTES = (
     "float64 Gram, deflated",
     "float64 SVD",
     "float32 Gram, deflated",
+    "float32 SVD",
 )
-
-
-def _far_from_square(x: tf.Tensor):
-    """k / max(b, d) <= ASPECT_FLOAT32: route 0 can pass for this shape."""
-    rows, cols = x.shape
-    if rows is not None and cols is not None:
-        return min(rows, cols) <= ASPECT_FLOAT32 * max(rows, cols)
-    shape = tf.cast(tf.shape(x), tf.float32)
-    return tf.reduce_min(shape) <= ASPECT_FLOAT32 * tf.reduce_max(shape)
 
 
 def _empty(dtype, rank):
@@ -138,11 +123,12 @@ def _decompose(x: tf.Tensor):
             _empty(tf.float64, 2),
         ),
         "svd64": (_empty(tf.float64, 2), _empty(tf.float64, 2)),
+        "svd32": (_empty(x.dtype, 2), _empty(x.dtype, 2)),
     }
 
     def outputs(total, route, **filled):
         slots = []
-        for name in ("eigen64", "deflated64", "svd64"):
+        for name in ("eigen64", "deflated64", "svd64", "svd32"):
             slots.extend(filled.get(name, empty[name]))
         return (tf.cast(total, tf.float64), *slots, tf.constant(route))
 
@@ -188,7 +174,34 @@ def _decompose(x: tf.Tensor):
         def collapsing():
             return deflated_route(m64, top, 2, lambda: two_decompositions(m64))
 
-        return tf.cond(dominant, collapsing, lambda: two_decompositions(m64))
+        def spread():
+            if x.dtype == tf.float64:
+                return two_decompositions(m64)
+            return branch(
+                large(x),
+                lambda: float32_svd(m64),
+                lambda: two_decompositions(m64),
+            )
+
+        return tf.cond(dominant, collapsing, spread)
+
+    def float32_svd(m64):
+        # Route 5: one float32 SVD with vectors serves both passes when
+        # U V^T is well conditioned (s_max / s_min <= 2e3, or 2 s_max /
+        # (s_k-1 + s_k) for a square batch): U V^T within ~5e-5 of float64.
+        singular, left, right = tf.linalg.svd(scaled)
+        largest = singular[0]  # sorted in decreasing order
+        size = tf.cast(tf.reduce_max(tf.shape(scaled)), x.dtype)
+        keep = singular > size * _EPS_FLOAT32 * largest
+        total = tf.reduce_sum(tf.where(keep, singular, tf.zeros_like(singular)))
+        left = left * tf.cast(keep, x.dtype)
+        square = tf.equal(tf.shape(scaled)[0], tf.shape(scaled)[1])
+        bottom = tf.where(square, tf.reduce_mean(singular[-2:]), singular[-1])
+        return tf.cond(
+            bottom >= RCOND_FLOAT32_SVD * largest,
+            lambda: outputs(total, 5, svd32=(left, tf.transpose(right))),
+            lambda: two_decompositions(m64),
+        )
 
     def float32_gram():
         m64 = tf.cast(scaled, tf.float64)
@@ -225,7 +238,7 @@ def _decompose(x: tf.Tensor):
     if x.dtype == tf.float64:
         result = float64_routes()
     else:
-        result = branch(_far_from_square(x), float32_gram, float64_routes)
+        result = branch(far_from_square(x), float32_gram, float64_routes)
     total, *slots, route = result
     return total, scaled, tall, tuple(slots), route
 
@@ -235,7 +248,7 @@ def _singular_value_sum(x: tf.Tensor):
     """Sum of singular values of a 2-D float32/float64 matrix, U V^T grad."""
     unit, scale = rescale(x)
     total, scaled, tall, slots, route = _decompose(unit)
-    values64, vectors64, *deflated64, left64, right64 = slots
+    values64, vectors64, *deflated64, left64, right64, left32, right32 = slots
 
     def grad(upstream):
         def gram_float32():
@@ -279,17 +292,23 @@ def _singular_value_sum(x: tf.Tensor):
             )
             return tf.cast(uv, x.dtype) + tf.cast(small, x.dtype)
 
+        def svd_float32():
+            return tf.matmul(left32, right32)
+
         branches = [
             gram_float32,
             gram_float64,
             deflated_float64,
             svd_float64,
             deflated_float32,
+            svd_float32,
         ]
-        if x.dtype == tf.float64 or _far_from_square(x) is False:
+        if x.dtype == tf.float64 or far_from_square(x) is False:
             # Routes 0 and 4 cannot fire: stand-ins.
             branches[0] = gram_float64
             branches[4] = deflated_float64
+        if x.dtype == tf.float64 or large(x) is False:
+            branches[5] = gram_float64
         uv = tf.switch_case(route, branches)
         uv = oriented(uv, tall)  # back to x's orientation
         uv = tf.ensure_shape(uv, x.shape)

@@ -7,6 +7,20 @@ gradient direction U V^T = m V S^-1 V^T of the sum of singular values.
 
 import tensorflow as tf
 
+# Routes 0 and 4 keep a float32 Gram when lambda_min / lambda_max is at
+# least this (cond <= 10); measured in benchmarks/bench_ops.py.
+RCOND_FLOAT32 = 1e-2
+
+# Shapes with min(b, d) / max(b, d) above this start at the float64 Gram:
+# an i.i.d. batch of that shape already has cond(x) > RCOND_FLOAT32 ** -0.5.
+ASPECT_FLOAT32 = (
+    (RCOND_FLOAT32**-0.5 - 1.0) / (RCOND_FLOAT32**-0.5 + 1.0)
+) ** 2
+# Near-square float32 batches with k >= this try route 5 before the float64
+# Gram: on 2 quiet cores TF's float32 SVD outruns its float64 eigh there
+# (512 x 512: the float64 Gram route took 0.86x the reference's time).
+SVD_MIN_SIZE = 256
+
 
 def branch(predicate, true_fn, false_fn):
     """`tf.cond`, or a plain `if` when the predicate is known while tracing."""
@@ -57,3 +71,20 @@ def direction(m, values, vectors):
     _, inverse = singular_from_eigenvalues(values, 0.0)
     projector = tf.matmul(vectors * inverse, vectors, transpose_b=True)
     return tf.matmul(m, projector)
+
+
+def far_from_square(x: tf.Tensor):
+    """k / max(b, d) <= ASPECT_FLOAT32: route 0 can pass for this shape."""
+    rows, cols = x.shape
+    if rows is not None and cols is not None:
+        return min(rows, cols) <= ASPECT_FLOAT32 * max(rows, cols)
+    shape = tf.cast(tf.shape(x), tf.float32)
+    return tf.reduce_min(shape) <= ASPECT_FLOAT32 * tf.reduce_max(shape)
+
+
+def large(x: tf.Tensor):
+    """k >= SVD_MIN_SIZE: near-square float32 batches try route 5 first."""
+    rows, cols = x.shape
+    if rows is not None and cols is not None:
+        return min(rows, cols) >= SVD_MIN_SIZE
+    return tf.reduce_min(tf.shape(x)) >= SVD_MIN_SIZE

@@ -135,6 +135,25 @@ class MeanSingularValueTest(testing.TestCase):
 
     @parameterized.named_parameters(
         ("float32_gram", (40, 8), 3.0, tf.float32, "float32 Gram", 1e-5),
+        # k >= SVD_MIN_SIZE, near square: one float32 SVD with vectors.
+        ("float32_svd", (300, 280), 100.0, tf.float32, "float32 SVD", 1e-4),
+        (
+            "float32_svd_limit",
+            (260, 256),
+            1.5e3,
+            tf.float32,
+            "float32 SVD",
+            1e-4,
+        ),
+        # Beyond its U V^T condition limit: the float64 Gram.
+        (
+            "float32_svd_fallback",
+            (260, 256),
+            2e4,
+            tf.float32,
+            "float64 Gram",
+            1e-6,
+        ),
         (
             "float64_gram_square",
             (16, 16),
