@@ -5,10 +5,10 @@ import tensorflow as tf
 
 from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.distances import pairwise_distances
+from keras_featreg.ops.pair_selection import next_in_batch_mask
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import check_finite_loss
 from keras_featreg.ops.pairwise import label_masks
-from keras_featreg.ops.pairwise import next_in_batch_mask
 from keras_featreg.ops.pairwise import pair_mean_per_anchor
 from keras_featreg.utils.validation import check_bool
 from keras_featreg.utils.validation import check_choice

@@ -6,11 +6,11 @@ import tensorflow as tf
 from keras_featreg.losses.labels import LabelLoss
 from keras_featreg.ops.distances import scaled_gram
 from keras_featreg.ops.distances import unscale
-from keras_featreg.ops.pairwise import N_PAIR_NEGATIVES
+from keras_featreg.ops.pair_selection import N_PAIR_NEGATIVES
+from keras_featreg.ops.pair_selection import n_pair_masks
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import check_finite_loss
 from keras_featreg.ops.pairwise import masked_max
-from keras_featreg.ops.pairwise import n_pair_masks
 from keras_featreg.ops.pairwise import pair_mean_per_anchor
 from keras_featreg.utils.validation import check_choice
 from keras_featreg.utils.validation import check_non_negative

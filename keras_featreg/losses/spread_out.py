@@ -14,10 +14,10 @@ from keras_featreg.losses.triplet import MINING
 from keras_featreg.losses.triplet import triplet_negative_counts
 from keras_featreg.ops.distances import scaled_gram
 from keras_featreg.ops.distances import unscale
+from keras_featreg.ops.pair_selection import random_negative_mask
 from keras_featreg.ops.pairwise import as_labeled_batch
 from keras_featreg.ops.pairwise import check_finite_loss
 from keras_featreg.ops.pairwise import label_masks
-from keras_featreg.ops.pairwise import random_negative_mask
 from keras_featreg.utils.validation import check_choice
 from keras_featreg.utils.validation import check_int
 from keras_featreg.utils.validation import check_non_negative

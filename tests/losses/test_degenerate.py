@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from keras_featreg import losses
-from keras_featreg.ops.pairwise import random_negative_mask
+from keras_featreg.ops.pair_selection import random_negative_mask
 from tests import helpers as testing
 from tests.losses.test_angular import numpy_angular_loss
 from tests.losses.test_contrastive import numpy_contrastive_loss

@@ -8,7 +8,7 @@ from absl.testing import parameterized
 from keras_featreg import losses
 from keras_featreg.distribute import get_strategy
 from keras_featreg.losses.triplet import triplet_negative_counts
-from keras_featreg.ops.pairwise import random_negative_mask
+from keras_featreg.ops.pair_selection import random_negative_mask
 from tests import helpers as testing
 from tests.losses.common import LABEL_SETS
 from tests.losses.common import fit_smoke

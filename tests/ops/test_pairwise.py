@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from keras_featreg.ops import pair_selection
 from keras_featreg.ops import pairwise
 from tests import helpers as testing
 
@@ -181,13 +182,13 @@ class MaskedReductionTest(testing.TestCase):
 
     def test_random_negative_mask(self):
         labels = np.array([0, 0, 1, 1, 1])
-        mask = pairwise.random_negative_mask(labels, seed=3).numpy()
+        mask = pair_selection.random_negative_mask(labels, seed=3).numpy()
         self.assertAllEqual(mask.sum(axis=1), np.ones(5))
         for a, n in np.argwhere(mask):
             self.assertNotEqual(labels[a], labels[n])
-        same = pairwise.random_negative_mask(labels, seed=3)
+        same = pair_selection.random_negative_mask(labels, seed=3)
         self.assertAllEqual(mask, same)
-        single = pairwise.random_negative_mask(np.zeros(3, int), seed=3)
+        single = pair_selection.random_negative_mask(np.zeros(3, int), seed=3)
         self.assertAllEqual(single, np.zeros((3, 3), bool))
 
 

@@ -70,8 +70,15 @@ def shared_dir(tmp_path_factory, worker_id):
     return tmp_path_factory.getbasetemp().parent
 
 
+# One xdist worker per group (`--dist loadgroup`, pyproject.toml): the other
+# worker runs other tests meanwhile instead of waiting for the group's lock.
 PARAMS = [
-    pytest.param(group, name, id=f"{group}-{name}")
+    pytest.param(
+        group,
+        name,
+        id=f"{group}-{name}",
+        marks=pytest.mark.xdist_group(f"xla-{group}"),
+    )
     for group, build in cases.GROUPS.items()
     for name in build()
 ]
