@@ -33,10 +33,18 @@ Routes (`ROUTES`), decided in the graph per batch:
 5. float32 SVD with vectors, serving both passes, for near-square float32
    batches with k >= SVD_MIN_SIZE whose U V^T is well conditioned (TF's
    float32 SVD outruns its float64 eigh there).
+6. float32 SVD, deflated: route 5 on y, for collapsing near-square float32
+   batches with k >= SVD_MIN_SIZE. y (computed in float64, then rounded to
+   float32) holds the noise around the collapsed direction, whose spectrum
+   is spread (cond(y) ~ 1e3 for an i.i.d. square batch) and which TF's
+   float32 SVD decomposes about as fast as it decomposes x itself, where
+   the reference decomposes x twice. Accepted when exactly the deflated
+   direction is dropped and y's U V^T is well conditioned (as route 5);
+   else route 2.
 
 A collapsing batch (top eigenvalue >= 1 - DOMINANCE of trace(x^T x))
 skips the first decomposition: its top direction comes from power
-iteration, then one decomposition of y (route 4, else 2). Other batches
+iteration, then one decomposition of y (route 4 or 6, else 2). Other batches
 start at route 0 (float32, min(b, d) / max(b, d) <= ASPECT_FLOAT32 ~ 0.67:
 by Marchenko-Pastur an i.i.d. batch then has cond(x) ~ (1 + sqrt(r)) /
 (1 - sqrt(r)) <= 10), route 5 (near-square float32, k >= SVD_MIN_SIZE) or
@@ -91,6 +99,7 @@ ROUTES = (
     "float64 SVD",
     "float32 Gram, deflated",
     "float32 SVD",
+    "float32 SVD, deflated",
 )
 
 
@@ -172,7 +181,18 @@ def _decompose(x: tf.Tensor):
         *top, dominant = dominant_direction(m64)
 
         def collapsing():
-            return deflated_route(m64, top, 2, lambda: two_decompositions(m64))
+            def float64_gram():
+                return deflated_route(
+                    m64, top, 2, lambda: two_decompositions(m64)
+                )
+
+            if x.dtype == tf.float64:
+                return float64_gram()
+            return branch(
+                large(x),
+                lambda: float32_svd_deflated(m64, top, float64_gram),
+                float64_gram,
+            )
 
         def spread():
             if x.dtype == tf.float64:
@@ -201,6 +221,48 @@ def _decompose(x: tf.Tensor):
             bottom >= RCOND_FLOAT32_SVD * largest,
             lambda: outputs(total, 5, svd32=(left, tf.transpose(right))),
             lambda: two_decompositions(m64),
+        )
+
+    def float32_svd_deflated(m64, top, otherwise):
+        # Route 6: y = m (I - v v^T) in float64, one float32 SVD of y. The
+        # deflated direction leaves only rounding in y: exactly one
+        # singular value below the floor, and U V^T of the rest well
+        # conditioned (as route 5, over the kept pairs).
+        big_values, big_vectors = top
+        residual = m64 - tf.matmul(
+            tf.matmul(m64, big_vectors), big_vectors, transpose_b=True
+        )
+        singular, left, right = tf.linalg.svd(tf.cast(residual, x.dtype))
+        largest = singular[0]
+        size = tf.cast(tf.reduce_max(tf.shape(scaled)), x.dtype)
+        keep = singular > size * _EPS_FLOAT32 * largest
+        dropped = tf.reduce_sum(tf.cast(~keep, tf.int32))
+        square = tf.equal(tf.shape(scaled)[0], tf.shape(scaled)[1])
+        bottom = tf.where(square, tf.reduce_mean(singular[-3:-1]), singular[-2])
+        accepted = tf.equal(dropped, tf.size(big_values)) & (
+            bottom >= RCOND_FLOAT32_SVD * largest
+        )
+        kept = tf.where(keep, singular, tf.zeros_like(singular))
+        total = tf.reduce_sum(tf.sqrt(big_values)) + tf.reduce_sum(
+            tf.cast(kept, tf.float64)
+        )
+        left = left * tf.cast(keep, x.dtype)
+        pairs = (
+            big_values,
+            big_vectors,
+            _empty(tf.float64, 1),
+            _empty(tf.float64, 2),
+            _empty(tf.float64, 2),
+        )
+        return tf.cond(
+            accepted,
+            lambda: outputs(
+                total,
+                6,
+                deflated64=pairs,
+                svd32=(left, tf.transpose(right)),
+            ),
+            otherwise,
         )
 
     def float32_gram():
@@ -295,6 +357,15 @@ def _singular_value_sum(x: tf.Tensor):
         def svd_float32():
             return tf.matmul(left32, right32)
 
+        def deflated_svd_float32():
+            # Route 6: the deflated direction in float64, y's pairs as
+            # decomposed, in float32.
+            big_values, big_vectors, *_ = deflated64
+            m64 = tf.cast(scaled, tf.float64)
+            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
+            uv = tf.matmul(big, big_vectors, transpose_b=True)
+            return tf.cast(uv, x.dtype) + tf.matmul(left32, right32)
+
         branches = [
             gram_float32,
             gram_float64,
@@ -302,13 +373,14 @@ def _singular_value_sum(x: tf.Tensor):
             svd_float64,
             deflated_float32,
             svd_float32,
+            deflated_svd_float32,
         ]
         if x.dtype == tf.float64 or far_from_square(x) is False:
             # Routes 0 and 4 cannot fire: stand-ins.
             branches[0] = gram_float64
             branches[4] = deflated_float64
         if x.dtype == tf.float64 or large(x) is False:
-            branches[5] = gram_float64
+            branches[5] = branches[6] = gram_float64
         uv = tf.switch_case(route, branches)
         uv = oriented(uv, tall)  # back to x's orientation
         uv = tf.ensure_shape(uv, x.shape)

@@ -226,6 +226,40 @@ class MeanSingularValueTest(testing.TestCase):
             expected = numpy_mean_singular_value_gradient(x64, rtol=1e-15)
             self.assertLess(relative_error(grad, expected), 1e-6, noise)
 
+    @parameterized.parameters((256, 256), (300, 280), (280, 300))
+    def test_large_collapsing_batches_take_one_float32_svd(self, b, d):
+        # Route 6: the power-iterated direction in float64, one float32 SVD
+        # of the rest (y) instead of the reference's two SVDs of x.
+        rng = np.random.default_rng(1)
+        base = rng.normal(size=(1, d))
+        for noise in (1e-3, 1e-6):
+            x = base + noise * rng.normal(size=(b, d))
+            x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+            self.assertEqual(route_of(x), "float32 SVD, deflated")
+            value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+            x64 = x.astype(np.float64)
+            self.assertAllClose(
+                value, numpy_mean_singular_value(x64), rtol=1e-6, atol=0
+            )
+            expected = numpy_mean_singular_value_gradient(x64, rtol=1e-15)
+            self.assertLess(relative_error(grad, expected), 1e-4, noise)
+
+    def test_large_collapsing_rank_deficient_batch_falls_back(self):
+        # Two equal rows: y has a second (genuine) zero singular value,
+        # which route 6 does not accept; route 2 drops it exactly.
+        rng = np.random.default_rng(2)
+        x = rng.normal(size=(1, 256)) + 1e-3 * rng.normal(size=(256, 256))
+        x[1] = x[0]
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+        self.assertEqual(route_of(x), "float64 Gram, deflated")
+        value, (grad,) = value_and_gradients(ops.mean_singular_value, x)
+        x64 = x.astype(np.float64)
+        self.assertAllClose(
+            value, numpy_mean_singular_value(x64), rtol=1e-6, atol=0
+        )
+        expected = numpy_mean_singular_value_gradient(x64, rtol=1e-12)
+        self.assertLess(relative_error(grad, expected), 1e-4)
+
     def test_float64_routes(self):
         x = degenerate_batches(12, 4)
         self.assertEqual(route_of(x["random"]), "float64 Gram")
