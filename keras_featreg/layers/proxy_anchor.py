@@ -34,6 +34,13 @@ class ProxyAnchor(keras.layers.Layer):
     them. Computes in float32 (or float64) whatever the dtype policy, and
     does not autocast.
 
+    Kim et al. train the proxies with 100x the backbone's learning rate
+    (PyTorch param groups in their `train.py`: AdamW, by default lr 1e-4
+    and 1e-2 for the proxies). Keras optimizers use one rate for all
+    variables; for that recipe, wrap the optimizer as
+    `keras_featreg.optimizers.LearningRateMultiplier(optimizer,
+    {"proxies": 100.0})` (the weight's path ends in `/proxies`).
+
     Args:
         num_classes: Int, number of classes (proxies).
         proxy_initializer: Initializer for the proxies. Defaults to the

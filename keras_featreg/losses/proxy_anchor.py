@@ -18,8 +18,9 @@ model.fit(x, labels)
 ```
 
 Kim et al. train the proxies with a 100x larger learning rate than the
-backbone; Keras optimizers use one rate for all variables, so that is not
-reproduced here.
+backbone. Keras optimizers use one rate for all variables; wrap yours in
+`keras_featreg.optimizers.LearningRateMultiplier(optimizer, {"proxies":
+100.0})` to reproduce it.
 """
 
 import keras
