@@ -73,9 +73,9 @@ from keras_featreg.ops.deflation import RCOND_FLOAT64_GRAM
 from keras_featreg.ops.deflation import deflated
 from keras_featreg.ops.deflation import dominant_direction
 from keras_featreg.ops.scaling import rescale
+from keras_featreg.ops.singular_directions import route_directions
 from keras_featreg.ops.singular_values_xla import singular_value_sum_xla
 from keras_featreg.ops.spectral import branch
-from keras_featreg.ops.spectral import direction
 from keras_featreg.ops.spectral import far_from_square
 from keras_featreg.ops.spectral import gram
 from keras_featreg.ops.spectral import is_tall
@@ -114,14 +114,22 @@ def _decompose(x: tf.Tensor):
     `rescale`). Returns a tuple `(total, scaled, tall, slots, route)`:
     `total` (float64) is the sum of singular values of `scaled` (x or x^T,
     whichever is tall); `route` (int32) indexes `ROUTES`; `slots` is
-    `(values64, vectors64, *deflated64, left64, right64)`, where routes 0
-    and 1 fill `values64, vectors64` (eigenpairs of m^T m, the Gram in
-    float32 resp. float64), routes 2 and 4 the five `deflated64` (see
-    `keras_featreg.ops.deflation.deflated`) and route 3 `left64, right64`
-    (U and V^T); the other slots are empty.
+    `(values64, vectors64, *deflated64, left64, right64, left32,
+    right32)`, where routes 0 and 1 fill `values64, vectors64` (eigenpairs
+    of m^T m, the Gram in float32 resp. float64), routes 2, 4 and 6 the
+    five `deflated64` (see `keras_featreg.ops.deflation.deflated`; route 6
+    only the deflated pair), route 3 `left64, right64` (U and V^T) and
+    routes 5 and 6 `left32, right32`; the other slots are empty.
+
+    Three stages, each route traced once (a graph with every route costs
+    its tracing once per `tf.function` trace): the shape's first attempt
+    (route 0 or 4 far from square, 5 or 6 for large near-square float32
+    batches), then, for a collapsing batch, route 2 with the power-iterated
+    direction, then `two_decompositions` (route 1, else 2, else 3).
     """
     tall = is_tall(x)
     scaled = oriented(x, tall)
+    m64 = tf.cast(scaled, tf.float64)
     empty = {
         "eigen64": (_empty(tf.float64, 1), _empty(tf.float64, 2)),
         "deflated64": (
@@ -135,14 +143,89 @@ def _decompose(x: tf.Tensor):
         "svd32": (_empty(x.dtype, 2), _empty(x.dtype, 2)),
     }
 
-    def outputs(total, route, **filled):
+    def outputs(total, route, accepted=True, **filled):
         slots = []
         for name in ("eigen64", "deflated64", "svd64", "svd32"):
             slots.extend(filled.get(name, empty[name]))
-        return (tf.cast(total, tf.float64), *slots, tf.constant(route))
+        total = tf.cast(total, tf.float64)
+        route = tf.constant(route)
+        return (total, *slots, route, tf.convert_to_tensor(accepted))
+
+    def eigen(values, vectors, route, accepted):
+        singular, _ = singular_from_eigenvalues(values, 0.0)
+        kept = tf.where(values > 0, values, tf.zeros_like(values))
+        total = tf.reduce_sum(singular)
+        return outputs(total, route, accepted, eigen64=(kept, vectors))
+
+    def deflated_try(big, route):
+        total, pairs, resolved = deflated(m64, *big, route == 4)
+        return outputs(total, route, resolved, deflated64=pairs)
+
+    # A batch dominated by one direction (a collapsing one): that direction
+    # by power iteration, then one decomposition of the rest.
+    *top, dominant = dominant_direction(m64)
+
+    def skip():
+        return outputs(0.0, 1, False)
+
+    def route0():
+        # The float32 Gram, decomposed in float64 (TF's float32 eigh loses
+        # up to ~5e-6 of U V^T; this one ~1e-6 at k = 2048). No eigenvalue
+        # is near zero when accepted, so none is dropped; an all-zero batch
+        # (every eigenvalue 0) gives 0.
+        values, vectors = tf.linalg.eigh(tf.cast(gram(scaled), tf.float64))
+        well_conditioned = values[0] >= RCOND_FLOAT32 * values[-1]
+        return eigen(values, vectors, 0, well_conditioned)
+
+    def route5():
+        # One float32 SVD with vectors serves both passes when U V^T is
+        # well conditioned (s_max / s_min <= 2e3, or 2 s_max / (s_k-1 +
+        # s_k) for a square batch): U V^T within ~5e-5 of float64.
+        singular, left, right = tf.linalg.svd(scaled)
+        return _svd_outputs(singular, left, right, 0, outputs, 5)
+
+    def route6():
+        # y = m (I - v v^T) in float64, one float32 SVD of y. The deflated
+        # direction leaves only rounding in y: exactly one singular value
+        # below the floor, and U V^T of the rest well conditioned.
+        big_values, big_vectors = top
+        residual = m64 - tf.matmul(
+            tf.matmul(m64, big_vectors), big_vectors, transpose_b=True
+        )
+        singular, left, right = tf.linalg.svd(tf.cast(residual, x.dtype))
+        return _svd_outputs(
+            singular, left, right, tf.size(big_values), outputs, 6, top
+        )
+
+    def first_attempt():
+        if x.dtype == tf.float64:
+            return skip()
+        return branch(
+            far_from_square(x),
+            lambda: tf.cond(dominant, lambda: deflated_try(top, 4), route0),
+            lambda: branch(
+                large(x), lambda: tf.cond(dominant, route6, route5), skip
+            ),
+        )
+
+    def two_decompositions():
+        values, vectors = tf.linalg.eigh(gram(m64))
+        # An all-zero batch (every eigenvalue 0) passes with s_mu = 0.
+        accurate = values[0] >= RCOND_FLOAT64_GRAM * values[-1]
+
+        def deflate():
+            # Its exact big pairs deflated, else one float64 SVD.
+            big = values >= DEFLATION_SPLIT * values[-1]
+            big_values = tf.boolean_mask(values, big)
+            big_vectors = tf.boolean_mask(vectors, big, axis=1)
+            result = deflated_try((big_values, big_vectors), 2)
+            return tf.cond(result[-1], lambda: result, svd64)
+
+        return tf.cond(
+            accurate, lambda: eigen(values, vectors, 1, True), deflate
+        )
 
     def svd64():
-        m64 = tf.cast(scaled, tf.float64)
         singular, left, right = tf.linalg.svd(m64)
         size = tf.cast(tf.reduce_max(tf.shape(m64)), tf.float64)
         keep = singular > size * _EPS_FLOAT64 * tf.reduce_max(singular)
@@ -150,159 +233,51 @@ def _decompose(x: tf.Tensor):
         left = left * tf.cast(keep, tf.float64)
         return outputs(total, 3, svd64=(left, tf.transpose(right)))
 
-    def eigen(values, vectors, route):
-        singular, _ = singular_from_eigenvalues(values, 0.0)
-        kept = tf.where(values > 0, values, tf.zeros_like(values))
-        return outputs(tf.reduce_sum(singular), route, eigen64=(kept, vectors))
-
-    def deflated_route(m64, top, route, otherwise):
-        total, pairs, resolved = deflated(m64, *top, route == 4)
-        return tf.cond(
-            resolved, lambda: outputs(total, route, deflated64=pairs), otherwise
-        )
-
-    def two_decompositions(m64):
-        values, vectors = tf.linalg.eigh(gram(m64))
-        # An all-zero batch (every eigenvalue 0) passes with s_mu = 0.
-        accurate = values[0] >= RCOND_FLOAT64_GRAM * values[-1]
-
-        def deflate():
-            big = values >= DEFLATION_SPLIT * values[-1]
-            big_values = tf.boolean_mask(values, big)
-            big_vectors = tf.boolean_mask(vectors, big, axis=1)
-            return deflated_route(m64, (big_values, big_vectors), 2, svd64)
-
-        return tf.cond(accurate, lambda: eigen(values, vectors, 1), deflate)
-
-    def float64_routes():
-        m64 = tf.cast(scaled, tf.float64)
-        # A batch dominated by one direction (a collapsing one): that
-        # direction by power iteration, then one decomposition of the rest.
-        *top, dominant = dominant_direction(m64)
-
-        def collapsing():
-            def float64_gram():
-                return deflated_route(
-                    m64, top, 2, lambda: two_decompositions(m64)
-                )
-
-            if x.dtype == tf.float64:
-                return float64_gram()
-            return branch(
-                large(x),
-                lambda: float32_svd_deflated(m64, top, float64_gram),
-                float64_gram,
-            )
-
-        def spread():
-            if x.dtype == tf.float64:
-                return two_decompositions(m64)
-            return branch(
-                large(x),
-                lambda: float32_svd(m64),
-                lambda: two_decompositions(m64),
-            )
-
-        return tf.cond(dominant, collapsing, spread)
-
-    def float32_svd(m64):
-        # Route 5: one float32 SVD with vectors serves both passes when
-        # U V^T is well conditioned (s_max / s_min <= 2e3, or 2 s_max /
-        # (s_k-1 + s_k) for a square batch): U V^T within ~5e-5 of float64.
-        singular, left, right = tf.linalg.svd(scaled)
-        largest = singular[0]  # sorted in decreasing order
-        size = tf.cast(tf.reduce_max(tf.shape(scaled)), x.dtype)
-        keep = singular > size * _EPS_FLOAT32 * largest
-        total = tf.reduce_sum(tf.where(keep, singular, tf.zeros_like(singular)))
-        left = left * tf.cast(keep, x.dtype)
-        square = tf.equal(tf.shape(scaled)[0], tf.shape(scaled)[1])
-        bottom = tf.where(square, tf.reduce_mean(singular[-2:]), singular[-1])
-        return tf.cond(
-            bottom >= RCOND_FLOAT32_SVD * largest,
-            lambda: outputs(total, 5, svd32=(left, tf.transpose(right))),
-            lambda: two_decompositions(m64),
-        )
-
-    def float32_svd_deflated(m64, top, otherwise):
-        # Route 6: y = m (I - v v^T) in float64, one float32 SVD of y. The
-        # deflated direction leaves only rounding in y: exactly one
-        # singular value below the floor, and U V^T of the rest well
-        # conditioned (as route 5, over the kept pairs).
-        big_values, big_vectors = top
-        residual = m64 - tf.matmul(
-            tf.matmul(m64, big_vectors), big_vectors, transpose_b=True
-        )
-        singular, left, right = tf.linalg.svd(tf.cast(residual, x.dtype))
-        largest = singular[0]
-        size = tf.cast(tf.reduce_max(tf.shape(scaled)), x.dtype)
-        keep = singular > size * _EPS_FLOAT32 * largest
-        dropped = tf.reduce_sum(tf.cast(~keep, tf.int32))
-        square = tf.equal(tf.shape(scaled)[0], tf.shape(scaled)[1])
-        bottom = tf.where(square, tf.reduce_mean(singular[-3:-1]), singular[-2])
-        accepted = tf.equal(dropped, tf.size(big_values)) & (
-            bottom >= RCOND_FLOAT32_SVD * largest
-        )
-        kept = tf.where(keep, singular, tf.zeros_like(singular))
-        total = tf.reduce_sum(tf.sqrt(big_values)) + tf.reduce_sum(
-            tf.cast(kept, tf.float64)
-        )
-        left = left * tf.cast(keep, x.dtype)
-        pairs = (
-            big_values,
-            big_vectors,
-            _empty(tf.float64, 1),
-            _empty(tf.float64, 2),
-            _empty(tf.float64, 2),
-        )
-        return tf.cond(
-            accepted,
-            lambda: outputs(
-                total,
-                6,
-                deflated64=pairs,
-                svd32=(left, tf.transpose(right)),
-            ),
-            otherwise,
-        )
-
-    def float32_gram():
-        m64 = tf.cast(scaled, tf.float64)
-        *top, dominant = dominant_direction(m64)
-
-        def collapsing():
-            # Never well conditioned (route 0 cannot take it); the rest,
-            # for these shapes, usually is: its Gram in float32 first.
-            def float64_gram():
-                return deflated_route(
-                    m64, top, 2, lambda: two_decompositions(m64)
-                )
-
-            return deflated_route(m64, top, 4, float64_gram)
-
-        def spread():
-            # The float32 Gram, decomposed in float64 (TF's float32 eigh
-            # loses up to ~5e-6 of U V^T; this one ~1e-6 at k = 2048).
-            gram32 = tf.cast(gram(scaled), tf.float64)
-            values, vectors = tf.linalg.eigh(gram32)
-            well_conditioned = values[0] >= RCOND_FLOAT32 * values[-1]
-
-            def route0():
-                # No eigenvalue is near zero here, so none is dropped; an
-                # all-zero batch (every eigenvalue 0) gives 0.
-                return eigen(values, vectors, 0)
-
-            return tf.cond(
-                well_conditioned, route0, lambda: two_decompositions(m64)
-            )
-
-        return tf.cond(dominant, collapsing, spread)
-
-    if x.dtype == tf.float64:
-        result = float64_routes()
-    else:
-        result = branch(far_from_square(x), float32_gram, float64_routes)
-    total, *slots, route = result
+    result = first_attempt()
+    result = tf.cond(
+        ~result[-1] & dominant, lambda: deflated_try(top, 2), lambda: result
+    )
+    result = tf.cond(result[-1], lambda: result, two_decompositions)
+    total, *slots, route, _ = result
     return total, scaled, tall, tuple(slots), route
+
+
+def _svd_outputs(singular, left, right, deflated_count, outputs, route, top=()):
+    """Routes 5 and 6: a float32 SVD's outputs and whether it is accepted.
+
+    Singular values below max(b, d) eps s_max are dropped; the SVD is
+    accepted when exactly `deflated_count` are (none for route 5, the
+    deflated direction for route 6) and U V^T of the kept pairs is well
+    conditioned: the two smallest kept (a square batch's last singular
+    value alone says little) at least RCOND_FLOAT32_SVD s_max.
+    """
+    largest = singular[0]  # sorted in decreasing order
+    rows, cols = tf.shape(left)[0], tf.shape(right)[0]
+    size = tf.cast(tf.maximum(rows, cols), singular.dtype)
+    keep = singular > size * _EPS_FLOAT32 * largest
+    dropped = tf.reduce_sum(tf.cast(~keep, tf.int32))
+    kept_count = tf.size(singular) - deflated_count
+    square = tf.equal(rows, cols)
+    bottom = tf.where(
+        square,
+        tf.reduce_mean(singular[kept_count - 2 : kept_count]),
+        singular[kept_count - 1],
+    )
+    accepted = tf.equal(dropped, deflated_count) & (
+        bottom >= RCOND_FLOAT32_SVD * largest
+    )
+    kept = tf.where(keep, singular, tf.zeros_like(singular))
+    total = tf.reduce_sum(tf.cast(kept, tf.float64))
+    filled = {"svd32": (left * tf.cast(keep, left.dtype), tf.transpose(right))}
+    if top:
+        big_values, big_vectors = top
+        total += tf.reduce_sum(tf.sqrt(big_values))
+        empty1, empty2 = (
+            tf.zeros((0,), tf.float64),
+            tf.zeros((0, 0), tf.float64),
+        )
+        filled["deflated64"] = (big_values, big_vectors, empty1, empty2, empty2)
+    return outputs(total, route, accepted, **filled)
 
 
 @tf.custom_gradient
@@ -310,78 +285,9 @@ def _singular_value_sum(x: tf.Tensor):
     """Sum of singular values of a 2-D float32/float64 matrix, U V^T grad."""
     unit, scale = rescale(x)
     total, scaled, tall, slots, route = _decompose(unit)
-    values64, vectors64, *deflated64, left64, right64, left32, right32 = slots
 
     def grad(upstream):
-        def gram_float32():
-            # P in float64, applied to the float32 batch in float32.
-            _, inverse = singular_from_eigenvalues(values64, 0.0)
-            projector = tf.matmul(
-                vectors64 * inverse, vectors64, transpose_b=True
-            )
-            return tf.matmul(scaled, tf.cast(projector, x.dtype))
-
-        def gram_float64():
-            m64 = tf.cast(scaled, tf.float64)
-            return tf.cast(direction(m64, values64, vectors64), x.dtype)
-
-        def deflated_float64():
-            # U V^T = m P_big + y P_small: the small pairs' directions come
-            # from y, which holds no trace of the big singular directions
-            # (m z_i would carry s_max times z_i's rounding in them).
-            big_values, big_vectors, small_values, small_vectors, y = deflated64
-            m64 = tf.cast(scaled, tf.float64)
-            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
-            uv = tf.matmul(big, big_vectors, transpose_b=True)
-            uv += direction(y, small_values, small_vectors)
-            return tf.cast(uv, x.dtype)
-
-        def svd_float64():
-            return tf.cast(tf.matmul(left64, right64), x.dtype)
-
-        def deflated_float32():
-            # Route 4: the small pairs' part in float32, as computed.
-            big_values, big_vectors, small_values, small_vectors, y = deflated64
-            m64 = tf.cast(scaled, tf.float64)
-            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
-            uv = tf.matmul(big, big_vectors, transpose_b=True)
-            _, inverse = singular_from_eigenvalues(small_values, 0.0)
-            projector = tf.matmul(
-                small_vectors * inverse, small_vectors, transpose_b=True
-            )
-            small = tf.matmul(
-                tf.cast(y, tf.float32), tf.cast(projector, tf.float32)
-            )
-            return tf.cast(uv, x.dtype) + tf.cast(small, x.dtype)
-
-        def svd_float32():
-            return tf.matmul(left32, right32)
-
-        def deflated_svd_float32():
-            # Route 6: the deflated direction in float64, y's pairs as
-            # decomposed, in float32.
-            big_values, big_vectors, *_ = deflated64
-            m64 = tf.cast(scaled, tf.float64)
-            big = tf.matmul(m64, big_vectors) * tf.math.rsqrt(big_values)
-            uv = tf.matmul(big, big_vectors, transpose_b=True)
-            return tf.cast(uv, x.dtype) + tf.matmul(left32, right32)
-
-        branches = [
-            gram_float32,
-            gram_float64,
-            deflated_float64,
-            svd_float64,
-            deflated_float32,
-            svd_float32,
-            deflated_svd_float32,
-        ]
-        if x.dtype == tf.float64 or far_from_square(x) is False:
-            # Routes 0 and 4 cannot fire: stand-ins.
-            branches[0] = gram_float64
-            branches[4] = deflated_float64
-        if x.dtype == tf.float64 or large(x) is False:
-            branches[5] = branches[6] = gram_float64
-        uv = tf.switch_case(route, branches)
+        uv = route_directions(route, x, scaled, slots)
         uv = oriented(uv, tall)  # back to x's orientation
         uv = tf.ensure_shape(uv, x.shape)
         return tf.cast(upstream, x.dtype) * uv

@@ -116,6 +116,12 @@ class MirroredTrainingTest(testing.TestCase):
     @parameterized.named_parameters((name, name) for name in RUNS)
     def test_global_and_per_replica_modes(self, name):
         run, make_loss, terms = RUNS[name]
+        # The single-device runs must not inherit state leaked by a test
+        # that ran before in this worker (an entered strategy scope, a
+        # mixed dtype policy): say so instead of failing on a number.
+        self.assertFalse(tf.distribute.has_strategy())
+        self.assertEqual(keras.mixed_precision.global_policy().name, "float32")
+        self.assertEqual(keras.config.floatx(), "float32")
         single, single_weights = run(tf.distribute.get_strategy(), make_loss())
         # Global (default): the same steps as one device.
         global_, global_weights = run(mirrored(), make_loss())
