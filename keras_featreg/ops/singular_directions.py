@@ -82,17 +82,21 @@ def route_directions(route, x, scaled, slots) -> tf.Tensor:
         svd_float32,
         deflated_svd_float32,
     ]
-    if x.dtype == tf.float64 or far_from_square(x) is False:
-        # Routes 0 and 4 cannot fire: stand-ins.
+    # Stand-ins for the routes that cannot fire for a static shape (their
+    # slots are empty there).
+    far = far_from_square(x)
+    if x.dtype == tf.float64 or far is False:
         branches[0] = gram_float64
         branches[4] = deflated_float64
-    if x.dtype == tf.float64 or large(x) is False:
+    if x.dtype == tf.float64 or large(x) is False or far is True:
         branches[5] = branches[6] = gram_float64
 
-    if x.dtype == tf.float64 or far_from_square(x) is False:
-        # Routes 0 and 4 cannot fire: stand-ins.
+    # Stand-ins for the routes that cannot fire for a static shape (their
+    # slots are empty there).
+    far = far_from_square(x)
+    if x.dtype == tf.float64 or far is False:
         branches[0] = gram_float64
         branches[4] = deflated_float64
-    if x.dtype == tf.float64 or large(x) is False:
+    if x.dtype == tf.float64 or large(x) is False or far is True:
         branches[5] = branches[6] = gram_float64
     return tf.switch_case(route, branches)

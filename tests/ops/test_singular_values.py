@@ -324,6 +324,23 @@ class MeanSingularValueTest(testing.TestCase):
                 self.assertLess(relative_error(grad, expected), 1e-4)
         self.assertLen(value_and_grad._list_all_concrete_functions(), 1)
 
+    @parameterized.parameters((600, 256), (256, 600))
+    def test_static_large_far_from_square_shape_traces(self, b, d):
+        # k >= SVD_MIN_SIZE but far from square: routes 5 and 6 cannot fire
+        # and their (empty) slots must not reach the traced gradient.
+        x = degenerate_batches(b, d)["random"].astype("float32")
+
+        @tf.function(input_signature=(tf.TensorSpec((b, d), tf.float32),))
+        def value_and_grad(x):
+            return value_and_gradients(ops.mean_singular_value, x)
+
+        value, (grad,) = value_and_grad(x)
+        self.assertAllClose(
+            value, numpy_mean_singular_value(x), rtol=1e-5, atol=0
+        )
+        expected = numpy_mean_singular_value_gradient(x)
+        self.assertLess(relative_error(grad, expected), 1e-4)
+
     def test_graph_mode(self):
         x = degenerate_batches(9, 4)["random"].astype("float32")
         with tf.Graph().as_default():
