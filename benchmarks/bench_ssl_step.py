@@ -167,9 +167,8 @@ def bench_pipeline(args):
     sys.path.insert(0, EXAMPLES)
     import ssl_vicreg
 
-    example = ssl_vicreg.parse_args(["--epochs", "1"])
-    splits = ssl_vicreg.load_mnist5k(example.num_test, example.seed)
-    images = splits["ssl_images"]
+    example = ssl_vicreg.parse_args([])
+    images = ssl_vicreg.load_mnist5k()[0]
     input_shape = (example.image_size, example.image_size, 1)
     print("\n### Input pipeline against the default example's training\n")
     print(
@@ -179,7 +178,7 @@ def bench_pipeline(args):
         f"{example.projector}, VICRegLoss, LARS.\n"
     )
 
-    dataset = ssl_vicreg.two_views(example, images)
+    dataset = ssl_vicreg.two_views(images, example, seed=0)
     steps = int(dataset.cardinality())
     for _ in dataset:  # warm up: trace the augmentation
         pass

