@@ -11,11 +11,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 def pytest_configure(config):
     import tensorflow as tf
 
-    # One intra-op thread per test process: the suite runs one process per
-    # core (`-n 2` on 2 cores), and a TensorFlow with a thread per core in
-    # each of them oversubscribes the cores.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
@@ -104,6 +99,7 @@ SLOW_TESTS = (
 )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config, items):
     matched = set()
     files = {item.nodeid.split("::")[0] for item in items}
@@ -122,3 +118,7 @@ def pytest_collection_modifyitems(config, items):
                 ),
                 stacklevel=2,
             )
+    # Slow tests first (a stable sort keeps the shuffle within each part):
+    # pytest-xdist then hands out the long tests while there is other work
+    # to balance them, instead of leaving one at the end of a worker's run.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
