@@ -99,7 +99,6 @@ SLOW_TESTS = (
 )
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config, items):
     matched = set()
     files = {item.nodeid.split("::")[0] for item in items}
@@ -118,7 +117,3 @@ def pytest_collection_modifyitems(config, items):
                 ),
                 stacklevel=2,
             )
-    # Slow tests first (a stable sort keeps the shuffle within each part):
-    # pytest-xdist then hands out the long tests while there is other work
-    # to balance them, instead of leaving one at the end of a worker's run.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
