@@ -90,13 +90,4 @@ def route_directions(route, x, scaled, slots) -> tf.Tensor:
         branches[4] = deflated_float64
     if x.dtype == tf.float64 or large(x) is False or far is True:
         branches[5] = branches[6] = gram_float64
-
-    # Stand-ins for the routes that cannot fire for a static shape (their
-    # slots are empty there).
-    far = far_from_square(x)
-    if x.dtype == tf.float64 or far is False:
-        branches[0] = gram_float64
-        branches[4] = deflated_float64
-    if x.dtype == tf.float64 or large(x) is False or far is True:
-        branches[5] = branches[6] = gram_float64
     return tf.switch_case(route, branches)
