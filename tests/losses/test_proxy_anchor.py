@@ -150,6 +150,10 @@ class ProxyAnchorLossTest(testing.TestCase):
             losses.ProxyAnchor(num_classes=2).build((None, None))
 
     def test_fit_trains_proxies(self):
+        # Seeded: unseeded proxies and Dense weights made the loss rise in
+        # 3 epochs once (39.11 after 38.48) when a suite run drew them
+        # badly; seeds 0-19 all fall by 5-21.
+        keras.utils.set_random_seed(0)
         head = losses.ProxyAnchor(num_classes=8)
         head.build((None, 4))
         before = head.proxies.numpy().copy()
