@@ -79,6 +79,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # XLA's default optimizations on the GPU (tests/conftest.py turns the
+    # backend's off for the CPU suite unless XLA_FLAGS is set).
+    os.environ.setdefault("XLA_FLAGS", "")
     check_default_jit()
     failures = run(
         [

@@ -6,6 +6,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# XLA tests (tests/xla, and every `jit_compile=True` run, subprocesses
+# included) compile with the backend's LLVM optimizations off: XLA's HLO,
+# where its semantics live, is unchanged, and compiling takes a third less
+# CPU (the XLA losses group: 100 -> 68 s). Values stay within the tests'
+# 1e-5 of the non-XLA path. benchmarks/gpu_check.py runs XLA's defaults.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 
 def pytest_configure(config):
