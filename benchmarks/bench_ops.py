@@ -295,6 +295,7 @@ def measure_memory(pair, side, batch_size, dim):
 
 
 def machine_description():
+    inter_op = tf.config.threading.get_inter_op_parallelism_threads()
     model = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -307,6 +308,7 @@ def machine_description():
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "inter_op_threads": inter_op or "default",
     }
 
 
@@ -332,7 +334,9 @@ def markdown(report):
     lines = [
         f"Machine: {machine['cpu']}, {machine['cores']} cores; "
         f"TensorFlow {machine['tensorflow']}, NumPy {machine['numpy']}, "
-        f"Python {machine['python']}. Load average (1/5/15 min) at start "
+        f"Python {machine['python']}; inter-op threads "
+        f"{machine.get('inter_op_threads', 'default')}. Load average "
+        "(1/5/15 min) at start "
         f"{report['load_start']}, at end {report['load_end']}; "
         f"wall time {report['wall_s']:.0f} s.",
         "",
@@ -503,6 +507,13 @@ def main(argv=None):
         help="compile both sides with XLA (jit_compile=True, Keras' "
         "default for fit on a GPU); implies --no-memory",
     )
+    parser.add_argument(
+        "--inter-op-threads",
+        type=int,
+        help="TensorFlow's inter-op threads (default: one per core). 1 runs "
+        "one op at a time: the reference's forward and backward SVDs, "
+        "independent of each other, then no longer run side by side",
+    )
     parser.add_argument("--out", help="output path prefix")
     parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -510,6 +521,10 @@ def main(argv=None):
         pair, side, batch_size, dim = args.memory_child
         _child_memory(pair, side, int(batch_size), int(dim))
         return
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(
+            args.inter_op_threads
+        )
     global JIT
     JIT = args.jit
     if JIT:
