@@ -99,6 +99,7 @@ class BuildProjectorTest(testing.TestCase):
         self.assertAllClose(restored(x), expected)
 
     def test_fit_smoke(self):
+        keras.utils.set_random_seed(0)  # seeds 0-19 all pass
         rng = np.random.default_rng(0)
         x = rng.normal(size=(64, 5)).astype("float32")
         y = x @ rng.normal(size=(5, 3)).astype("float32")

@@ -186,6 +186,7 @@ class InvarianceSVMaxLossTest(testing.TestCase):
                 self.assertTrue(np.isfinite(gradient).all(), msg=case)
 
     def test_fit_smoke(self):
+        keras.utils.set_random_seed(0)  # seeds 0-19 all pass
         rng = np.random.default_rng(0)
         x = rng.normal(size=(64, 6)).astype("float32")
         targets = x @ rng.normal(size=(6, 4)).astype("float32")

@@ -251,6 +251,7 @@ class VICRegLossTest(testing.TestCase):
 
     def test_fit_smoke(self):
         # Regress one view's embeddings onto a fixed second view.
+        keras.utils.set_random_seed(0)  # seeds 0-19 all pass
         rng = np.random.default_rng(0)
         x = rng.normal(size=(64, 6)).astype("float32")
         targets = x @ rng.normal(size=(6, 4)).astype("float32")
