@@ -73,19 +73,24 @@ def collapse(model, seed=0):
     layer.set_weights([(rank_one + noise).astype("float32"), 0 * bias])
 
 
+def value_and_gradient(fn, input_signature=None):
+    """A `tf.function` of `(fn(x), d fn(x) / dx)`: forward + backward."""
+
+    @tf.function(input_signature=input_signature)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        return value, tape.gradient(value, x)
+
+    return step
+
+
 def svmax_term(batch_size, dim, factor):
     """The SVMax term's forward+backward on an embedding batch."""
     regularizer = regularizers.SVMaxRegularizer(factor=factor)
     spec = tf.TensorSpec((batch_size, dim), tf.float32)
-
-    @tf.function(input_signature=(spec,))
-    def term(embeddings):
-        with tf.GradientTape() as tape:
-            tape.watch(embeddings)
-            value = regularizer(embeddings)
-        return value, tape.gradient(value, embeddings)
-
-    return term
+    return value_and_gradient(regularizer, (spec,))
 
 
 def route_of(embeddings):
