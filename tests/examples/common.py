@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import subprocess
 import sys
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -19,3 +20,13 @@ def load_example(name: str):
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def help_text(name: str) -> str:
+    """What `python examples/<name>.py --help` prints."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout

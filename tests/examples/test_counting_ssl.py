@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tests import helpers as testing
 from tests.examples.common import EXAMPLES
+from tests.examples.common import help_text
 from tests.examples.common import load_example
 
 counting = load_example("counting_ssl")
@@ -138,12 +139,7 @@ class CountingSSLTest(testing.TestCase):
 
     @pytest.mark.slow
     def test_help_text(self):
-        text = subprocess.run(
-            [sys.executable, str(EXAMPLES / "counting_ssl.py"), "--help"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        text = help_text("counting_ssl")
         for flag in ("--learning-rate", "--seeds", "--steps", "--factors"):
             self.assertIn(flag, text)
         self.assertIn("(default: 0.001)", text)

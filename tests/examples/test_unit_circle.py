@@ -8,6 +8,7 @@ import numpy as np
 
 from tests import helpers as testing
 from tests.examples.common import EXAMPLES
+from tests.examples.common import help_text
 from tests.examples.common import load_example
 
 circle = load_example("unit_circle")
@@ -101,12 +102,7 @@ class UnitCircleExampleTest(testing.TestCase):
             " assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
         )
         subprocess.run([sys.executable, "-c", code, str(EXAMPLES)], check=True)
-        text = subprocess.run(
-            [sys.executable, str(EXAMPLES / "unit_circle.py"), "--help"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        text = help_text("unit_circle")
         for flag in ("--learning-rate", "--seeds", "--steps", "--output-dir"):
             self.assertIn(flag, text)
         self.assertIn("(default: 0.01)", text)
